@@ -1,0 +1,315 @@
+"""The campaign engine: stream, clean, claim, batch, send concurrently under a rate limit, record.
+
+One producer reads and cleans the input in chunks (in a thread: files may be remote) and queues
+batches; ``concurrency`` workers send them. A bounded queue keeps memory flat. A fatal answer stops
+new requests at once; in-flight ones finish; everything not yet sent ends as ``not_sent``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Iterator, Sized
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import TYPE_CHECKING, Any, Protocol
+
+from airflow_provider_sms.dispatch.ledger import Ledger, NullLedger
+from airflow_provider_sms.dispatch.outcomes import Outcome, Summary, Verdict
+from airflow_provider_sms.dispatch.ratelimit import RateLimiter, Unlimited
+from airflow_provider_sms.dispatch.recipients import Cleaner, Recipient, Refused, Row
+from airflow_provider_sms.dispatch.retry import RetryPolicy
+from airflow_provider_sms.gateways.errors import InvalidInputError, TransportError
+from airflow_provider_sms.protocol.codes import CodeClass
+
+if TYPE_CHECKING:
+    from airflow_provider_sms.dispatch.report import ReportWriter
+    from airflow_provider_sms.dispatch.senders import BatchSender
+
+CHUNK = 1000  # rows read (and claimed in the ledger) at a time
+MAX_OPEN_GROUPS = 1024  # partial batches waiting for recipients with the same params
+
+
+class Log(Protocol):
+    """What the engine needs of a logger (stdlib ``logging`` or Airflow's structlog-based task logger)."""
+
+    def info(self, msg: str, /, *args: Any) -> Any: ...
+
+    def error(self, msg: str, /, *args: Any) -> Any: ...
+
+    def exception(self, msg: str, /, *args: Any) -> Any: ...
+
+
+@dataclass(frozen=True)
+class CampaignOptions:
+    """How to send. ``preflight`` gets the number of recipients left to send before any request
+    (the balance guard raises there); ``dry_run`` validates and estimates, sending nothing."""
+
+    concurrency: int = 16
+    requests_per_second: float | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    resend_ambiguous: bool = False
+    dry_run: bool = False
+    progress_interval: float = 10.0
+    assumed_latency: float = 0.2
+    preflight: Callable[[int], Awaitable[None]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+
+
+def _chunks(rows: Iterator[Recipient | Refused], size: int) -> Callable[[], list[Recipient | Refused]]:
+    return lambda: list(islice(rows, size))
+
+
+class Campaign:
+    """Run one campaign: ``await Campaign(...).run()`` returns the summary; every row gets one outcome."""
+
+    def __init__(
+        self,
+        sender: BatchSender,
+        rows: Callable[[], Iterable[Row]],
+        cleaner: Callable[[], Cleaner],
+        options: CampaignOptions,
+        *,
+        ledger: Ledger | None = None,
+        report: ReportWriter | None = None,
+        log: Log | None = None,
+        campaign: str = "",
+    ) -> None:
+        self.sender = sender
+        self.rows = rows
+        self.cleaner = cleaner
+        self.options = options
+        self.ledger: Ledger = ledger or NullLedger()
+        self.report = report
+        self.log: Log = log or logging.getLogger(__name__)
+        self.summary = Summary(gateway=sender.gateway, campaign=campaign, dry_run=options.dry_run)
+        self.stopped: str | None = None
+        self.read = 0
+        self.total: int | None = None
+        limit = options.requests_per_second
+        self.limiter: RateLimiter | Unlimited = RateLimiter(limit) if limit else Unlimited()
+
+    # ----- outcomes -------------------------------------------------------------------------------
+    def _refused(self, item: Refused) -> None:
+        outcome = Outcome.DUPLICATE if item.duplicate else Outcome.REJECTED
+        code = "" if item.duplicate else "invalid_input"
+        self.summary.add(outcome, 1, code, "" if item.duplicate else item.reason)
+        if self.report:
+            self.report.write(item.index, item.masked, outcome.value, code, item.reason, masked=True)
+
+    def _finish(self, batch: list[Recipient], verdict: Verdict, *, record: bool = True) -> None:
+        self.summary.add(verdict.outcome, len(batch), verdict.code, verdict.message)
+        self.summary.add_id(verdict.gateway_id)
+        if record:
+            self.ledger.record([r.phone for r in batch], verdict)
+        if self.report:
+            for r in batch:
+                self.report.write(
+                    r.index,
+                    r.phone,
+                    verdict.outcome.value,
+                    verdict.code,
+                    verdict.message,
+                    verdict.gateway_id,
+                    verdict.attempts,
+                )
+
+    def _stop(self, reason: str) -> None:
+        if self.stopped is None:
+            self.stopped = reason
+            self.summary.stopped = reason
+            self.log.error("Stopping the campaign, no new request will start: %s", reason)
+
+    # ----- producer -------------------------------------------------------------------------------
+    async def _produce(self, queue: asyncio.Queue[list[Recipient] | None]) -> None:
+        source = self.rows()
+        self.total = len(source) if isinstance(source, Sized) else None
+        stream = self.cleaner().clean(source)
+        take = _chunks(stream, CHUNK)
+        size = self.sender.numbers_per_request
+        groups: dict[Hashable, list[Recipient]] = {}
+        while chunk := await asyncio.to_thread(take):
+            self.read += len(chunk)
+            fresh: list[Recipient] = []
+            for item in chunk:
+                if isinstance(item, Refused):
+                    self._refused(item)
+                else:
+                    fresh.append(item)
+            if self.stopped:
+                self._finish(fresh, Verdict(Outcome.NOT_SENT, "stopped", self.stopped), record=False)
+                continue
+            prior = await self.ledger.claim(fresh) if fresh else {}
+            for recipient in fresh:
+                verdict = prior.get(recipient.phone)
+                if verdict is not None:
+                    self._finish([recipient], verdict, record=False)
+                    continue
+                key = self.sender.group_key(recipient)
+                group = groups.setdefault(key, [])
+                group.append(recipient)
+                if len(group) >= size:
+                    del groups[key]
+                    await queue.put(group)
+                elif len(groups) > MAX_OPEN_GROUPS:
+                    oldest = next(iter(groups))
+                    await queue.put(groups.pop(oldest))
+        for group in groups.values():
+            await queue.put(group)
+        self.total = self.read
+
+    # ----- workers --------------------------------------------------------------------------------
+    async def _send(self, batch: list[Recipient]) -> Verdict:
+        policy = self.options.retry
+        started = time.monotonic()
+        phones = [r.phone for r in batch]
+        attempts = 0
+        last = ("", "")
+        while True:
+            await self.limiter.acquire()
+            if self.stopped:
+                return Verdict(Outcome.NOT_SENT, "stopped", self.stopped, attempts=attempts)
+            await self.ledger.mark_sending(phones)
+            if self.stopped:  # re-check: no await between this check and the request
+                return Verdict(Outcome.NOT_SENT, "stopped", self.stopped, attempts=attempts)
+            attempts += 1
+            self.summary.requests += 1
+            try:
+                reply = await self.sender.send(batch)
+            except TransportError as exc:
+                last = ("transport", str(exc))
+                if exc.ambiguous and not self.options.resend_ambiguous:
+                    return Verdict(Outcome.AMBIGUOUS, *last, attempts=attempts)
+                if not exc.retryable:
+                    self._stop(str(exc))
+                    return Verdict(Outcome.FAILED, *last, attempts=attempts)
+            else:
+                verdict_class = self.sender.classify(reply, batch)
+                last = (reply.code, reply.message)
+                if verdict_class is CodeClass.SUCCESS:
+                    return Verdict(Outcome.ACCEPTED, *last, self.sender.gateway_id(reply), attempts)
+                if verdict_class is CodeClass.BAD_INPUT:
+                    return Verdict(Outcome.REJECTED, *last, attempts=attempts)
+                if verdict_class is CodeClass.FATAL:
+                    self._stop(reply.describe())
+                    return Verdict(Outcome.FAILED, *last, attempts=attempts)
+                if verdict_class is CodeClass.UNKNOWN:
+                    return Verdict(Outcome.FAILED, *last, attempts=attempts)
+            delay = policy.delay(attempts)
+            if attempts >= policy.max_attempts or time.monotonic() - started + delay > policy.max_elapsed:
+                return Verdict(Outcome.FAILED, *last, attempts=attempts)
+            await asyncio.sleep(delay)
+
+    async def _work(self, queue: asyncio.Queue[list[Recipient] | None]) -> None:
+        while (batch := await queue.get()) is not None:
+            if self.stopped:
+                self._finish(batch, Verdict(Outcome.NOT_SENT, "stopped", self.stopped))
+                continue
+            try:
+                verdict = await self._send(batch)
+            except Exception as exc:  # a bug must not lose recipients: record, stop, report
+                self.log.exception("Unexpected error while sending a batch")
+                self._stop(f"internal error: {type(exc).__name__}")
+                verdict = Verdict(Outcome.AMBIGUOUS, "internal_error", type(exc).__name__)
+            self._finish(batch, verdict)
+
+    # ----- progress -------------------------------------------------------------------------------
+    def progress_line(self) -> str:
+        s = self.summary
+        done = s.unique
+        elapsed = max(time.monotonic() - s.started, 1e-9)
+        rate = done / elapsed
+        total = self.total
+        of = f"{done}/{total}" if total is not None else f"{done}/{self.read}+"
+        eta = f", ETA {max(0.0, (total - done) / rate):.0f}s" if total is not None and rate > 0 else ""
+        counts = ", ".join(f"{k}={v}" for k, v in s.counts.items() if v)
+        return f"{of} recipients done, {rate:.0f}/s{eta}; {counts or 'nothing yet'}"
+
+    async def _progress(self) -> None:
+        while True:
+            await asyncio.sleep(self.options.progress_interval)
+            self.log.info("Progress: %s", self.progress_line())
+
+    # ----- entry points ---------------------------------------------------------------------------
+    async def _count(self) -> tuple[int, int]:
+        """Clean the whole input without sending: (unique recipients, requests it will take)."""
+
+        def count() -> tuple[int, int]:
+            size = self.sender.numbers_per_request
+            groups: dict[Hashable, int] = {}
+            unique = batches = 0
+            for item in self.cleaner().clean(self.rows()):
+                if isinstance(item, Refused):
+                    if not self.options.dry_run:
+                        continue
+                    self._refused(item)
+                    continue
+                unique += 1
+                key = self.sender.group_key(item)
+                groups[key] = groups.get(key, 0) + 1
+                if groups[key] >= size:
+                    del groups[key]
+                    batches += 1
+            return unique, batches + len(groups)
+
+        return await asyncio.to_thread(count)
+
+    async def run(self) -> Summary:
+        try:
+            if self.options.dry_run:
+                return await self._dry_run()
+            if self.options.preflight is not None:
+                unique, _ = await self._count()
+                await self.options.preflight(max(0, unique - await self.ledger.done_count()))
+            queue: asyncio.Queue[list[Recipient] | None] = asyncio.Queue(maxsize=self.options.concurrency)
+            workers = [asyncio.create_task(self._work(queue)) for _ in range(self.options.concurrency)]
+            progress = asyncio.create_task(self._progress())
+            try:
+                try:
+                    await self._produce(queue)
+                except BaseException as exc:
+                    self._stop(f"reading recipients failed: {exc}")
+                    raise
+                finally:
+                    for _ in workers:
+                        await queue.put(None)
+                    await asyncio.gather(*workers)
+            finally:
+                progress.cancel()
+                for worker in workers:
+                    worker.cancel()
+            if self.summary.total == 0:
+                raise InvalidInputError("no recipients: the audience is empty")
+            self.log.info("Done: %s", self.progress_line())
+            return self.summary
+        finally:
+            self.summary.elapsed = time.monotonic() - self.summary.started
+            await self.ledger.close()
+            await self.sender.aclose()
+
+    async def _dry_run(self) -> Summary:
+        unique, requests = await self._count()
+        if self.summary.total + unique == 0:
+            raise InvalidInputError("no recipients: the audience is empty")
+        o = self.options
+        latency_bound = requests * o.assumed_latency / o.concurrency
+        seconds = max(latency_bound, requests / o.requests_per_second if o.requests_per_second else 0.0)
+        self.summary.add(Outcome.NOT_SENT, unique, "dry_run", "dry run: nothing sent")
+        self.summary.batches = requests
+        self.summary.estimate = {
+            "recipients": unique,
+            "requests": requests,
+            "numbers_per_request": self.sender.numbers_per_request,
+            "concurrency": o.concurrency,
+            "requests_per_second": o.requests_per_second,
+            "assumed_latency_s": o.assumed_latency,
+            "estimated_seconds": round(seconds, 1),
+        }
+        self.log.info(
+            "Dry run: %d recipients in %d requests, about %.0fs; nothing was sent", unique, requests, seconds
+        )
+        return self.summary

@@ -1,0 +1,41 @@
+"""A rate limit in requests per second that no one-second window ever exceeds.
+
+Requests are paced evenly (1/rate apart, no bursts), and a sliding window of the last ``rate``
+start times guards the bound itself, with a small margin for the trip from client to gateway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import deque
+
+
+class RateLimiter:
+    def __init__(self, per_second: float, *, margin: float = 0.01) -> None:
+        if per_second <= 0:
+            raise ValueError("requests_per_second must be positive")
+        self.interval = 1.0 / per_second
+        self.window = 1.0 + margin
+        self._starts: deque[float] = deque(maxlen=max(1, math.floor(per_second)))
+        self._next = 0.0
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        """Wait for this request's slot. Slots are handed out in order (one waiter computes at a time)."""
+        async with self._lock:
+            now = time.monotonic()
+            slot = max(now, self._next)
+            starts = self._starts
+            if len(starts) == starts.maxlen:
+                slot = max(slot, starts[0] + self.window)
+            self._next = slot + self.interval
+            starts.append(slot)
+            if slot > now:
+                await asyncio.sleep(slot - now)
+
+
+class Unlimited:
+    async def acquire(self) -> None:
+        return None

@@ -1,0 +1,83 @@
+"""Errors that tell the caller what to do: retry (transient), stop (fatal), or report and go on."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from airflow_provider_sms.protocol.codes import CodeClass
+
+if TYPE_CHECKING:
+    from airflow_provider_sms.gateways.models import GatewayReply
+
+
+class SmsProviderError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class InvalidInputError(SmsProviderError, ValueError):
+    """Input refused before anything was sent (bad numbers, missing params, broken template...)."""
+
+
+class InsufficientBalanceError(SmsProviderError):
+    """The balance guard found too little balance for the campaign; nothing was sent."""
+
+
+class GatewayError(SmsProviderError):
+    """The gateway could not be used for this request."""
+
+
+class TransportError(GatewayError):
+    """No usable answer: network fault, HTTP error status, malformed or oversized reply.
+
+    ``ambiguous`` is True when the request may have reached the gateway (timeout after writing,
+    connection lost before the reply): resending it could text someone twice.
+    ``retryable`` is False for faults that retrying cannot fix (a redirect, a 4xx status).
+    """
+
+    def __init__(self, message: str, *, ambiguous: bool, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.ambiguous = ambiguous
+        self.retryable = retryable
+
+
+class GatewayCodeError(GatewayError):
+    """The gateway answered with a code other than success; ``reply`` has it verbatim."""
+
+    def __init__(self, reply: GatewayReply) -> None:
+        super().__init__(reply.describe())
+        self.reply = reply
+
+    @property
+    def code(self) -> str:
+        return self.reply.code
+
+
+class TransientGatewayError(GatewayCodeError):
+    """A code worth retrying later (e.g. ihuyi 0, juncdt 10001/30009)."""
+
+
+class FatalGatewayError(GatewayCodeError):
+    """Auth, config, template, quota or balance: retrying cannot help; stop the campaign."""
+
+
+class BadInputGatewayError(GatewayCodeError):
+    """The gateway refused these recipients (bad or blacklisted numbers): report them, go on."""
+
+
+class UnknownGatewayCodeError(GatewayCodeError):
+    """A code the vendor never documented: fail that request, no retry."""
+
+
+_BY_CLASS: dict[CodeClass, type[GatewayCodeError]] = {
+    CodeClass.TRANSIENT: TransientGatewayError,
+    CodeClass.FATAL: FatalGatewayError,
+    CodeClass.BAD_INPUT: BadInputGatewayError,
+    CodeClass.UNKNOWN: UnknownGatewayCodeError,
+}
+
+
+def raise_for_reply(reply: GatewayReply) -> GatewayReply:
+    """Return ``reply`` when it is a success, else raise the error of its class."""
+    if reply.ok:
+        return reply
+    raise _BY_CLASS[reply.code_class](reply)

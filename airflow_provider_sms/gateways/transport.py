@@ -1,0 +1,168 @@
+"""HTTP for the gateway clients: bounded time and size, redirects refused, faults made explicit.
+
+Sync calls use ``httpx.Client``; async calls use ``httpx.AsyncClient`` on the aiohttp transport
+(``httpx-aiohttp``): httpcore's own async pool scans every connection per request and caps a
+64-connection pool far below what one aiohttp pool does (see README, Performance).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from dataclasses import dataclass
+
+import httpx
+
+if sys.version_info >= (3, 11):
+    from asyncio import timeout as _timeout
+else:  # pragma: no cover - aiohttp depends on async-timeout below 3.11
+    from async_timeout import timeout as _timeout
+
+DEFAULT_TIMEOUT = 30.0
+DEFAULT_MAX_REPLY_BYTES = 1 << 20  # gateway replies are a few hundred bytes
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSettings:
+    """How to reach a gateway. ``timeout`` bounds a whole call, reply included."""
+
+    base_url: str
+    timeout: float = DEFAULT_TIMEOUT
+    verify: bool = True
+    max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES
+
+    def __post_init__(self) -> None:
+        if not self.base_url.startswith(("http://", "https://")):
+            raise ValueError(f"gateway host must start with http:// or https://, got {self.base_url!r}")
+        if self.timeout <= 0:
+            raise ValueError("timeout must be positive")
+
+
+class _ReplyTooLarge(Exception):
+    pass
+
+
+def _not_sent(exc: BaseException) -> bool:
+    """True when ``exc`` proves the request never reached the gateway (connect failed, pool full)."""
+    if isinstance(exc, (httpx.ConnectError, httpx.PoolTimeout, httpx.UnsupportedProtocol)):
+        return True
+    if isinstance(exc, httpx.ConnectTimeout):
+        # httpx-aiohttp maps every aiohttp ClientConnectionError to ConnectTimeout, including a
+        # server that dropped the connection after reading the request: look at the real cause.
+        cause = exc.__cause__
+        if cause is None:
+            return True
+        import aiohttp
+
+        return isinstance(cause, (aiohttp.ClientConnectorError, asyncio.TimeoutError))
+    return isinstance(exc, (httpx.WriteError, httpx.WriteTimeout))
+
+
+def transport_error(exc: BaseException, method: str) -> Exception:
+    """Turn an httpx/aiohttp fault into a :class:`TransportError` saying whether it is ambiguous."""
+    from airflow_provider_sms.gateways.errors import TransportError
+
+    if isinstance(exc, _ReplyTooLarge):
+        return TransportError(f"{method}: {exc}", ambiguous=True, retryable=False)
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError)) and not isinstance(exc, httpx.TimeoutException):
+        return TransportError(f"{method}: no complete reply within the timeout", ambiguous=True)
+    sent = not _not_sent(exc)
+    kind = type(exc).__name__
+    if sent:
+        return TransportError(
+            f"{method}: {kind} after the request was sent; it may have been delivered", ambiguous=True
+        )
+    return TransportError(f"{method}: {kind} before the request was sent", ambiguous=False)
+
+
+def check_status(response: httpx.Response, method: str) -> None:
+    """Refuse redirects and HTTP errors; 5xx and 429 are retryable, other statuses are not."""
+    from airflow_provider_sms.gateways.errors import TransportError
+
+    status = response.status_code
+    if 300 <= status < 400:
+        target = httpx.URL(response.headers.get("location", "")).host or "an unknown host"
+        raise TransportError(
+            f"{method}: HTTP {status} redirect to {target} refused (credentials are never sent to another"
+            " address); set the connection host to the gateway's final address",
+            ambiguous=False,
+            retryable=False,
+        )
+    if status == 429 or status >= 500:
+        raise TransportError(f"{method}: HTTP {status} from gateway", ambiguous=False)
+    if status >= 400:
+        raise TransportError(
+            f"{method}: HTTP {status} from gateway (check the connection host)",
+            ambiguous=False,
+            retryable=False,
+        )
+
+
+def make_sync_client(settings: HttpSettings) -> httpx.Client:
+    return httpx.Client(
+        timeout=httpx.Timeout(settings.timeout),
+        verify=settings.verify,
+        follow_redirects=False,
+        trust_env=False,
+    )
+
+
+def make_async_client(settings: HttpSettings, max_connections: int = 64) -> httpx.AsyncClient:
+    from httpx_aiohttp import AiohttpTransport
+
+    limits = httpx.Limits(
+        max_connections=max_connections, max_keepalive_connections=max_connections, keepalive_expiry=4.0
+    )
+    return httpx.AsyncClient(
+        transport=AiohttpTransport(verify=settings.verify, limits=limits, trust_env=False),
+        timeout=httpx.Timeout(settings.timeout),
+        follow_redirects=False,
+        trust_env=False,
+    )
+
+
+def post_sync(client: httpx.Client, settings: HttpSettings, request: httpx.Request, method: str) -> bytes:
+    """Send ``request`` and return the reply body, within ``settings.timeout`` and size limit."""
+    deadline = time.monotonic() + settings.timeout
+    try:
+        response = client.send(request, stream=True)
+        try:
+            check_status(response, method)
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in response.iter_raw():
+                size += len(chunk)
+                if size > settings.max_reply_bytes:
+                    raise _ReplyTooLarge(f"reply larger than {settings.max_reply_bytes} bytes, refused")
+                chunks.append(chunk)
+                if time.monotonic() > deadline:
+                    raise TimeoutError
+            return b"".join(chunks)
+        finally:
+            response.close()
+    except (httpx.TransportError, TimeoutError, _ReplyTooLarge) as exc:
+        raise transport_error(exc, method) from exc
+
+
+async def post_async(
+    client: httpx.AsyncClient, settings: HttpSettings, request: httpx.Request, method: str
+) -> bytes:
+    """Async twin of :func:`post_sync`; the whole call is bounded by ``settings.timeout``."""
+    try:
+        async with _timeout(settings.timeout):
+            response = await client.send(request, stream=True)
+            try:
+                check_status(response, method)
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.aiter_raw():
+                    size += len(chunk)
+                    if size > settings.max_reply_bytes:
+                        raise _ReplyTooLarge(f"reply larger than {settings.max_reply_bytes} bytes, refused")
+                    chunks.append(chunk)
+                return b"".join(chunks)
+            finally:
+                await response.aclose()
+    except (httpx.TransportError, TimeoutError, _ReplyTooLarge) as exc:
+        raise transport_error(exc, method) from exc

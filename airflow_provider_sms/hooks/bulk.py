@@ -1,0 +1,131 @@
+"""Run a bulk send from Airflow: recipients from lists, XComs or files (``ObjectStoragePath``),
+reports to any storage Airflow's fsspec reaches, the ledger chosen by connection. Shared by both hooks."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_sms.dispatch.engine import Campaign, CampaignOptions, Log
+from airflow_provider_sms.dispatch.recipients import (
+    Cleaner,
+    Row,
+    looks_like_file,
+    rows_from_file,
+    rows_from_items,
+)
+from airflow_provider_sms.dispatch.report import ReportWriter
+from airflow_provider_sms.dispatch.retry import RetryPolicy
+from airflow_provider_sms.gateways.errors import InvalidInputError
+from airflow_provider_sms.protocol.phones import split_numbers
+
+if TYPE_CHECKING:
+    from airflow_provider_sms.dispatch.ledger import Ledger
+    from airflow_provider_sms.dispatch.outcomes import Summary
+    from airflow_provider_sms.dispatch.senders import BatchSender
+    from airflow_provider_sms.hooks.settings import SendTuning
+
+Recipients = Any  # a list of numbers or rows, one string of numbers, or a file path / URI
+
+
+@dataclass(frozen=True)
+class BulkSettings:
+    """Per-task overrides of the connection's tuning, and what to do with outcomes."""
+
+    concurrency: int | None = None
+    requests_per_second: float | None = None
+    numbers_per_request: int | None = None
+    max_attempts: int | None = None
+    dry_run: bool = False
+    resend_ambiguous: bool = False
+    report_uri: str | None = None
+    report_format: str | None = None
+    report_unmasked: bool = False
+    progress_interval: float = 10.0
+
+
+def _open_path(uri: str) -> Any:
+    """A local path stays a ``Path``; a URI becomes Airflow's ``ObjectStoragePath`` (fsspec)."""
+    if "://" in uri and not uri.startswith("file://"):
+        from airflow.sdk import ObjectStoragePath
+
+        return ObjectStoragePath(uri)
+    return Path(uri.removeprefix("file://"))
+
+
+def resolve_rows(recipients: Recipients) -> Callable[[], Iterable[Row]]:
+    """A factory of fresh row streams (the balance guard reads the input twice). Refuses empty input."""
+    if recipients is None or (isinstance(recipients, (list, tuple, str)) and not recipients):
+        raise InvalidInputError("no recipients: the audience is empty")
+    if isinstance(recipients, (str, Path)) and looks_like_file(str(recipients)):
+        path = _open_path(str(recipients))
+        name = str(recipients)
+        return lambda: rows_from_file(path, name)
+    if hasattr(recipients, "open") and hasattr(recipients, "name"):
+        return lambda: rows_from_file(recipients, str(recipients.name))
+    if isinstance(recipients, (str, int)):
+        items = split_numbers(recipients)
+        return lambda: rows_from_items(items)
+    if isinstance(recipients, (list, tuple)):
+        return lambda: rows_from_items(recipients)
+    if isinstance(recipients, Iterable):  # e.g. a lazy XCom sequence from a mapped upstream
+        materialised = list(recipients)
+        return lambda: rows_from_items(materialised)
+    raise InvalidInputError(
+        f"recipients must be a list, a string of numbers or a file URI, not {type(recipients).__name__}"
+    )
+
+
+def open_report(uri: str | None, fmt: str | None, unmasked: bool) -> ReportWriter | None:
+    if not uri:
+        return None
+    kind = fmt or ("jsonl" if uri.lower().endswith((".jsonl", ".ndjson", ".json")) else "csv")
+    path = _open_path(uri)
+    if isinstance(path, Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    return ReportWriter(path.open("w", encoding="utf-8", newline=""), kind, unmasked=unmasked)
+
+
+def campaign_options(tuning: SendTuning, bulk: BulkSettings, preflight: Any = None) -> CampaignOptions:
+    return CampaignOptions(
+        concurrency=bulk.concurrency or tuning.concurrency,
+        requests_per_second=bulk.requests_per_second or tuning.requests_per_second,
+        retry=RetryPolicy(max_attempts=bulk.max_attempts or tuning.max_attempts),
+        resend_ambiguous=bulk.resend_ambiguous,
+        dry_run=bulk.dry_run,
+        progress_interval=bulk.progress_interval,
+        preflight=preflight,
+    )
+
+
+def run_bulk(
+    sender: BatchSender,
+    rows: Callable[[], Iterable[Row]],
+    cleaner: Callable[[], Cleaner],
+    options: CampaignOptions,
+    bulk: BulkSettings,
+    *,
+    ledger: Ledger | None = None,
+    log: Log | None = None,
+    campaign: str = "",
+) -> Summary:
+    """Run the campaign to the end (blocking) and return its summary; the report is closed after."""
+    report = (
+        None
+        if bulk.dry_run and not bulk.report_uri
+        else open_report(bulk.report_uri, bulk.report_format, bulk.report_unmasked)
+    )
+    try:
+        summary = asyncio.run(
+            Campaign(
+                sender, rows, cleaner, options, ledger=ledger, report=report, log=log, campaign=campaign
+            ).run()
+        )
+    finally:
+        if report is not None:
+            report.close()
+    summary.report_uri = bulk.report_uri
+    return summary

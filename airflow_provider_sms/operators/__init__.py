@@ -1,0 +1,1 @@
+"""Operators: MMS and SMS sends, and MMS template upload."""

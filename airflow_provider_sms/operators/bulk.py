@@ -1,0 +1,210 @@
+"""What MMS and SMS sends share: bulk settings, campaign key, ledger, report, and the failure policy.
+
+Imports stay light at DAG-parse time: hooks, httpx and the engine load in ``execute``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from airflow.sdk import Context
+
+    from airflow_provider_sms.dispatch.ledger import Ledger
+    from airflow_provider_sms.dispatch.outcomes import Summary
+    from airflow_provider_sms.hooks.bulk import BulkSettings
+
+BULK_TEMPLATE_FIELDS = ("dedupe_key", "report_uri", "dry_run", "requests_per_second", "concurrency")
+
+
+def ledger_url_from_connection(conn_id: str) -> str:
+    """SQLAlchemy URL of an Airflow connection (postgres, mysql, sqlite, or any ``sqlalchemy_url`` extra)."""
+    from airflow.sdk import BaseHook
+    from airflow.sdk.log import mask_secret
+    from sqlalchemy.engine import URL
+
+    conn = BaseHook.get_connection(conn_id)
+    if conn.password:
+        mask_secret(conn.password)
+    extra = conn.extra_dejson if conn.extra else {}
+    if isinstance(extra, dict) and extra.get("sqlalchemy_url"):
+        return str(extra["sqlalchemy_url"])
+    drivers = {
+        "postgres": "postgresql+psycopg2",
+        "postgresql": "postgresql+psycopg2",
+        "mysql": "mysql+pymysql",
+    }
+    if conn.conn_type == "sqlite":
+        return f"sqlite:///{conn.host}"
+    if conn.conn_type not in drivers:
+        raise AirflowFailException(
+            f"ledger connection {conn_id!r} of type {conn.conn_type!r} is not supported; "
+            "use postgres, mysql, sqlite, or set extra 'sqlalchemy_url'"
+        )
+    return URL.create(
+        drivers[conn.conn_type],
+        username=conn.login,
+        password=conn.password,
+        host=conn.host,
+        port=conn.port,
+        database=conn.schema,
+    ).render_as_string(hide_password=False)
+
+
+class BulkSendOperator(BaseOperator):
+    """Base of the send operators: one campaign per task instance, one outcome per recipient.
+
+    :param dry_run: validate and estimate (requests, time), send nothing.
+    :param report_uri: write a per-recipient report (CSV, or JSON Lines for ``.jsonl``) to this path or
+        URI (any storage Airflow's ``ObjectStoragePath`` reaches); numbers masked unless ``report_unmasked``.
+    :param max_failed_ratio: fail the task (Airflow may retry; with the ledger a retry resends only what
+        did not go out) when more than this share of attempted recipients failed. Default 0: any failure.
+    :param max_rejected_ratio: fail (no retry) when more than this share of recipients was rejected as bad
+        input. Default None: rejections are reported, never fatal.
+    :param dedupe_key: campaign key of the ledger. Default: this task instance (dag, task, run, map index),
+        so a retry resumes. Set one key (e.g. ``"promo-2026-11"``) to never text a number twice across runs
+        and mapped task instances.
+    :param use_ledger: record outcomes durably (SQLite under ``AIRFLOW_HOME`` by default).
+    :param ledger_conn_id: an Airflow connection to a shared SQL database for the ledger (needed when
+        workers run on several machines).
+    :param resend_ambiguous: resend recipients whose earlier request may have been delivered.
+    """
+
+    template_fields: Sequence[str] = BULK_TEMPLATE_FIELDS
+    ui_color = "#e8f4e8"
+    conn_id_field: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        *,
+        concurrency: int | None = None,
+        requests_per_second: float | None = None,
+        numbers_per_request: int | None = None,
+        max_attempts: int | None = None,
+        dry_run: bool = False,
+        report_uri: str | None = None,
+        report_format: str | None = None,
+        report_unmasked: bool = False,
+        max_failed_ratio: float = 0.0,
+        max_rejected_ratio: float | None = None,
+        dedupe_key: str | None = None,
+        use_ledger: bool = True,
+        ledger_conn_id: str | None = None,
+        resend_ambiguous: bool = False,
+        progress_interval: float = 10.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.concurrency = concurrency
+        self.requests_per_second = requests_per_second
+        self.numbers_per_request = numbers_per_request
+        self.max_attempts = max_attempts
+        self.dry_run = dry_run
+        self.report_uri = report_uri
+        self.report_format = report_format
+        self.report_unmasked = report_unmasked
+        self.max_failed_ratio = max_failed_ratio
+        self.max_rejected_ratio = max_rejected_ratio
+        self.dedupe_key = dedupe_key
+        self.use_ledger = use_ledger
+        self.ledger_conn_id = ledger_conn_id
+        self.resend_ambiguous = resend_ambiguous
+        self.progress_interval = progress_interval
+
+    # -- pieces ---------------------------------------------------------------------------------------
+    def bulk_settings(self) -> BulkSettings:
+        from airflow_provider_sms.hooks.bulk import BulkSettings
+
+        return BulkSettings(
+            concurrency=int(self.concurrency) if self.concurrency else None,
+            requests_per_second=float(self.requests_per_second) if self.requests_per_second else None,
+            numbers_per_request=self.numbers_per_request,
+            max_attempts=self.max_attempts,
+            dry_run=str(self.dry_run).lower() in ("true", "1"),
+            resend_ambiguous=self.resend_ambiguous,
+            report_uri=self.report_uri or None,
+            report_format=self.report_format,
+            report_unmasked=self.report_unmasked,
+            progress_interval=self.progress_interval,
+        )
+
+    @staticmethod
+    def task_identity(context: Context) -> str:
+        ti = context["ti"]
+        map_index = getattr(ti, "map_index", -1)
+        return f"{ti.dag_id}/{ti.task_id}/{context['run_id']}/{map_index if map_index is not None else -1}"
+
+    def campaign_key(self, context: Context) -> str:
+        return str(self.dedupe_key) if self.dedupe_key else self.task_identity(context)
+
+    def open_ledger(self, context: Context, dry_run: bool) -> Ledger | None:
+        if not self.use_ledger or dry_run:
+            return None
+        from airflow_provider_sms.dispatch.sql_ledger import SqlLedger
+
+        if self.ledger_conn_id:
+            url = ledger_url_from_connection(self.ledger_conn_id)
+        else:
+            url = SqlLedger.default_sqlite_url(
+                os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow")
+            )
+        return SqlLedger(
+            url,
+            self.campaign_key(context),
+            self.task_identity(context),
+            resend_ambiguous=self.resend_ambiguous,
+        )
+
+    # -- the flow -------------------------------------------------------------------------------------
+    def send(self, context: Context, bulk: BulkSettings, ledger: Ledger | None) -> Summary:
+        raise NotImplementedError
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_provider_sms.gateways.errors import (
+            FatalGatewayError,
+            InsufficientBalanceError,
+            InvalidInputError,
+            TransportError,
+        )
+
+        try:
+            bulk = self.bulk_settings()
+            summary = self.send(context, bulk, self.open_ledger(context, bulk.dry_run))
+        except (InvalidInputError, InsufficientBalanceError, FatalGatewayError, ValueError) as exc:
+            raise AirflowFailException(str(exc)) from exc
+        except TransportError as exc:
+            if not exc.retryable:
+                raise AirflowFailException(str(exc)) from exc
+            raise
+        result = summary.as_dict()
+        context["ti"].xcom_push(key="summary", value=result)
+        self.apply_policy(summary)
+        return result
+
+    def apply_policy(self, summary: Summary) -> None:
+        """Decide the task's outcome from the campaign's (documented in the README, Delivery guarantees)."""
+        counts = ", ".join(f"{k}={v}" for k, v in summary.counts.items() if v)
+        if summary.counts["ambiguous"]:
+            self.log.warning(
+                "%d recipient(s) may or may not have received the message (ambiguous); they "
+                "will not be resent unless resend_ambiguous=True",
+                summary.counts["ambiguous"],
+            )
+        if summary.stopped:
+            raise AirflowFailException(f"campaign stopped by a fatal answer: {summary.stopped} ({counts})")
+        if summary.failed_ratio() > self.max_failed_ratio:
+            raise AirflowException(
+                f"{summary.failed_ratio():.1%} of attempted recipients failed, above max_failed_ratio="
+                f"{self.max_failed_ratio:.1%} ({counts}); a retry resends only what did not go out"
+            )
+        if self.max_rejected_ratio is not None and summary.rejected_ratio() > self.max_rejected_ratio:
+            raise AirflowFailException(
+                f"{summary.rejected_ratio():.1%} of recipients were rejected as bad input, above "
+                f"max_rejected_ratio={self.max_rejected_ratio:.1%} ({counts})"
+            )

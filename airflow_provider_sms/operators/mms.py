@@ -1,0 +1,75 @@
+"""Send an ihuyi MMS template to an audience of any size."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_sms.operators.bulk import BULK_TEMPLATE_FIELDS, BulkSendOperator
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from airflow.sdk import Context
+
+    from airflow_provider_sms.dispatch.ledger import Ledger
+    from airflow_provider_sms.dispatch.outcomes import Summary
+    from airflow_provider_sms.hooks.bulk import BulkSettings
+
+
+class MmsSendOperator(BulkSendOperator):
+    """Send MMS template ``mmsid`` to ``mobiles`` through ihuyi, with the bulk engine.
+
+    :param mobiles: numbers (list, or one comma-separated string), rows from an XCom, or a CSV / JSON
+        Lines file path or URI (a ``phone`` column; other columns are ignored for MMS).
+    :param mmsid: the template id (e.g. ``upload.output`` from :class:`MmsTemplateUploadOperator`).
+    :param pid: product id; default from the connection's ``pid`` extra.
+    :param send_time: ``YYYY-MM-DD HH:MM:SS`` Beijing time, or a datetime; empty sends now.
+    :param check_balance: before the first request, fail without sending unless the balance covers
+        the audience.
+    Bulk parameters (concurrency, rate, report, ledger, policy): see :class:`BulkSendOperator`.
+    """
+
+    template_fields: Sequence[str] = (
+        "mobiles",
+        "mmsid",
+        "pid",
+        "send_time",
+        "ihuyi_conn_id",
+        *BULK_TEMPLATE_FIELDS,
+    )
+    template_fields_renderers = {"mobiles": "json"}  # noqa: RUF012
+
+    def __init__(
+        self,
+        *,
+        mobiles: Any,
+        mmsid: str | int,
+        pid: int | None = None,
+        send_time: Any = None,
+        ihuyi_conn_id: str = "ihuyi_default",
+        check_balance: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.mobiles = mobiles
+        self.mmsid = mmsid
+        self.pid = pid
+        self.send_time = send_time
+        self.ihuyi_conn_id = ihuyi_conn_id
+        self.check_balance = check_balance
+
+    def send(self, context: Context, bulk: BulkSettings, ledger: Ledger | None) -> Summary:
+        from airflow_provider_sms.hooks.ihuyi import IhuyiHook
+
+        hook = IhuyiHook(ihuyi_conn_id=self.ihuyi_conn_id)
+        pid = int(self.pid) if self.pid not in (None, "") else None
+        return hook.send_bulk(
+            self.mobiles,
+            self.mmsid,
+            pid,
+            self.send_time or None,
+            bulk=bulk,
+            check_balance=self.check_balance,
+            ledger=ledger,
+            campaign=self.campaign_key(context),
+        )

@@ -1,0 +1,1 @@
+"""Pure protocol helpers: phone numbers, code tables, XML replies, MMS packages. No I/O, no Airflow."""

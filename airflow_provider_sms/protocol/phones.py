@@ -1,0 +1,72 @@
+"""Mainland China mobile numbers: normalise, validate, mask (GATEWAYS.md section 3)."""
+
+from __future__ import annotations
+
+import re
+
+_MOBILE = re.compile(r"1[3-9]\d{9}")
+_SEPARATORS = re.compile(r"[\s\-().]")
+_PREFIXES = ("+86", "0086", "86")
+
+
+class InvalidPhoneNumber(ValueError):
+    """A number that no mainland carrier would accept; ``reason`` says why, without the number."""
+
+    def __init__(self, masked: str, reason: str) -> None:
+        super().__init__(f"invalid phone number {masked}: {reason}")
+        self.masked = masked
+        self.reason = reason
+
+
+def mask(number: object) -> str:
+    """Mask a number for logs: ``13812348000`` -> ``138****8000``; short junk keeps only its length."""
+    text = str(number)
+    if len(text) >= 7:
+        return f"{text[:3]}{'*' * (len(text) - 7)}{text[-4:]}"
+    return "*" * len(text)
+
+
+def normalize(raw: object) -> str:
+    """Return the 11-digit form of ``raw`` or raise :class:`InvalidPhoneNumber`.
+
+    Accepts ``+86``/``0086``/``86`` prefixes, spaces, dashes, dots and parentheses, and ints.
+    """
+    if raw is None or isinstance(raw, bool):
+        raise InvalidPhoneNumber("<none>", "empty number")
+    if isinstance(raw, float):
+        # A float has already lost the number's identity (e.g. 1.38e10); refuse rather than guess.
+        raise InvalidPhoneNumber(mask(raw), "numbers must be strings or ints, not floats")
+    text = _SEPARATORS.sub("", str(raw))
+    if not text:
+        raise InvalidPhoneNumber("<empty>", "empty number")
+    for prefix in _PREFIXES:
+        if text.startswith(prefix) and len(text) == len(prefix) + 11:
+            text = text[len(prefix) :]
+            break
+    if not text.isdigit():
+        raise InvalidPhoneNumber(mask(text), "contains characters other than digits")
+    if len(text) != 11:
+        raise InvalidPhoneNumber(mask(text), f"{len(text)} digits, a mainland mobile number has 11")
+    if not _MOBILE.fullmatch(text):
+        raise InvalidPhoneNumber(mask(text), "not a mainland mobile number (must match 1[3-9]xxxxxxxxx)")
+    return text
+
+
+def is_valid(raw: object) -> bool:
+    """True when ``raw`` normalises to a mainland mobile number."""
+    try:
+        normalize(raw)
+    except InvalidPhoneNumber:
+        return False
+    return True
+
+
+def split_numbers(value: str | int | list[str] | list[int] | tuple[str, ...] | None) -> list[object]:
+    """Accept one number, a comma/semicolon/newline separated string, or a sequence of numbers."""
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    if isinstance(value, int):
+        return [value]
+    return [part for part in re.split(r"[,;\n]", value) if part.strip()]

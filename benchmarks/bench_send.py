@@ -1,0 +1,319 @@
+"""Bulk send benchmark: the project's path vs a vendor-style loop vs a bare client loop (the ceiling).
+
+Starts the sandbox gateway in its own process with a fixed added latency, and measures in one run:
+  (a) the project's bulk path (``Campaign`` + gateway client + SQLite ledger, as the operators run it),
+  (b) a sequential loop of blocking POSTs, like the vendors' sample code,
+  (c) the fastest bare client loop: aiohttp, same concurrency, pre-built bodies, no parsing or logic;
+plus the ihuyi 100-numbers-per-request path, the rate limiter's accuracy, and peak memory while
+streaming 1,000,000 recipients from a CSV file. Prints a table and writes benchmarks/results/latest.json.
+
+    python benchmarks/bench_send.py            # full run (about two minutes)
+    python benchmarks/bench_send.py --quick    # smaller counts, for a smoke check
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+CONCURRENCY = 64
+LATENCY_MS = 20
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Sandbox:
+    """The sandbox in its own process, so it does not share the client's event loop or GIL."""
+
+    def __init__(self, latency_ms: int, record: bool) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        args = [sys.executable, "-m", "airflow_provider_sms.sandbox", "--port", str(self.port),
+                "--latency-ms", str(latency_ms)]
+        if not record:
+            args.append("--no-record")
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(self.url + "/_sandbox/state", timeout=1).raise_for_status()
+                break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError("sandbox did not start")
+        httpx.post(self.url + "/_sandbox/accounts", timeout=5,
+                   json={"ihuyi": {"balance": 10**9}, "juncdt": {"quota": 10**9, "daily_limit": 10**9}})
+
+    def requests(self) -> list[dict[str, Any]]:
+        data = httpx.get(self.url + "/_sandbox/requests", timeout=30).json()
+        return list(data["requests"] if isinstance(data, dict) else data)
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def juncdt_client(url: str) -> Any:
+    from airflow_provider_sms.gateways.juncdt import JuncdtClient
+    from airflow_provider_sms.gateways.transport import HttpSettings
+    from airflow_provider_sms.sandbox.state import JUNCDT_ACCESS_KEY, JUNCDT_ACCESS_SECRET, JUNCDT_PACKAGE_CODE
+
+    return JuncdtClient(JUNCDT_ACCESS_KEY, JUNCDT_ACCESS_SECRET, JUNCDT_PACKAGE_CODE, HttpSettings(url),
+                        default_sign_code="SIGN01", max_connections=CONCURRENCY)
+
+
+def ihuyi_client(url: str) -> Any:
+    from airflow_provider_sms.gateways.ihuyi import IhuyiClient
+    from airflow_provider_sms.gateways.transport import HttpSettings
+    from airflow_provider_sms.sandbox.state import IHUYI_ACCOUNT, IHUYI_PASSWORD
+
+    return IhuyiClient(IHUYI_ACCOUNT, IHUYI_PASSWORD, HttpSettings(url), default_pid=1,
+                       max_connections=CONCURRENCY)
+
+
+def numbers(n: int, start: int = 0) -> list[str]:
+    return [f"13{(start + i) % 10**9:09d}" for i in range(n)]
+
+
+def run_campaign(sender: Any, items: list[Any] | Path, *, ledger: bool, concurrency: int = CONCURRENCY,
+                 rps: float | None = None, params: dict[str, str] | None = None) -> Any:
+    from airflow_provider_sms.dispatch.engine import Campaign, CampaignOptions
+    from airflow_provider_sms.dispatch.recipients import Cleaner, rows_from_file, rows_from_items
+
+    led = None
+    tmp = tempfile.mkdtemp(prefix="sms-bench-")
+    if ledger:
+        from airflow_provider_sms.dispatch.sql_ledger import SqlLedger
+
+        led = SqlLedger(f"sqlite:///{tmp}/ledger.db", f"bench-{time.time()}", "bench")
+    if isinstance(items, Path):
+        path = items
+
+        def rows() -> Any:
+            return rows_from_file(path, path.name)
+    else:
+
+        def rows() -> Any:
+            return rows_from_items(items)
+
+    options = CampaignOptions(concurrency=concurrency, requests_per_second=rps, progress_interval=3600)
+    campaign = Campaign(sender, rows, lambda: Cleaner(shared_params=params, use_params=sender.takes_params),
+                        options, ledger=led)
+    return asyncio.run(campaign.run())
+
+
+def bench_project_juncdt(url: str, n: int, ledger: bool) -> dict[str, Any]:
+    from airflow_provider_sms.dispatch.senders import SmsSender
+
+    sender = SmsSender(juncdt_client(url), "TPL_CODE", sign_code=None, numbers_per_request=1)
+    started = time.perf_counter()
+    summary = run_campaign(sender, numbers(n), ledger=ledger, params={"code": "1234"})
+    elapsed = time.perf_counter() - started
+    assert summary.counts["accepted"] == n, summary.as_dict()
+    return {"recipients": n, "seconds": round(elapsed, 3), "per_second": round(n / elapsed, 1)}
+
+
+def bench_sequential(url: str, n: int) -> dict[str, Any]:
+    """What the vendors' samples do: one blocking POST after another."""
+    from airflow_provider_sms.sandbox.state import JUNCDT_ACCESS_KEY, JUNCDT_ACCESS_SECRET, JUNCDT_PACKAGE_CODE
+
+    endpoint = url + "/smartmarket/msgService/sendMessage"
+    started = time.perf_counter()
+    with httpx.Client() as client:
+        for phone in numbers(n, 10**8):
+            body = {"accessKey": JUNCDT_ACCESS_KEY, "accessSecret": JUNCDT_ACCESS_SECRET,
+                    "classificationSecret": JUNCDT_PACKAGE_CODE, "signCode": "SIGN01",
+                    "templateCode": "TPL_CODE", "phone": phone, "params": {"code": "1234"}}
+            reply = client.post(endpoint, json=body).json()
+            assert reply["BusinessData"]["code"] == 10000
+    elapsed = time.perf_counter() - started
+    return {"recipients": n, "seconds": round(elapsed, 3), "per_second": round(n / elapsed, 1)}
+
+
+def bench_bare(url: str, n: int) -> dict[str, Any]:
+    """The ceiling of the client side: aiohttp, 64 tasks, pre-built bodies, status check only."""
+    import aiohttp
+
+    from airflow_provider_sms.sandbox.state import JUNCDT_ACCESS_KEY, JUNCDT_ACCESS_SECRET, JUNCDT_PACKAGE_CODE
+
+    endpoint = url + "/smartmarket/msgService/sendMessage"
+    bodies = [json.dumps({"accessKey": JUNCDT_ACCESS_KEY, "accessSecret": JUNCDT_ACCESS_SECRET,
+                          "classificationSecret": JUNCDT_PACKAGE_CODE, "signCode": "SIGN01",
+                          "templateCode": "TPL_CODE", "phone": p, "params": {"code": "1234"}}).encode()
+              for p in numbers(n, 2 * 10**8)]
+    headers = {"Content-Type": "application/json"}
+
+    async def main() -> float:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONCURRENCY)) as session:
+            it = iter(bodies)
+
+            async def worker() -> None:
+                for body in it:
+                    async with session.post(endpoint, data=body, headers=headers) as response:
+                        await response.read()
+                        assert response.status == 200
+
+            started = time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+            return time.perf_counter() - started
+
+    elapsed = asyncio.run(main())
+    return {"recipients": n, "seconds": round(elapsed, 3), "per_second": round(n / elapsed, 1)}
+
+
+def bench_ihuyi(url: str, n: int, ledger: bool) -> dict[str, Any]:
+    from airflow_provider_sms.dispatch.senders import MmsSender
+
+    sender = MmsSender(ihuyi_client(url), "1001", pid=1, send_time="", numbers_per_request=100)
+    started = time.perf_counter()
+    summary = run_campaign(sender, numbers(n, 3 * 10**8), ledger=ledger)
+    elapsed = time.perf_counter() - started
+    assert summary.counts["accepted"] == n, summary.as_dict()
+    return {"recipients": n, "requests": summary.requests, "seconds": round(elapsed, 3),
+            "per_second": round(n / elapsed, 1)}
+
+
+def bench_rate(url: str, rate: float, n: int) -> dict[str, Any]:
+    from airflow_provider_sms.dispatch.senders import SmsSender
+
+    sender = SmsSender(juncdt_client(url), "TPL_CODE", sign_code=None, numbers_per_request=1)
+    started = time.perf_counter()
+    run_campaign(sender, numbers(n, 4 * 10**8), ledger=True, rps=rate, params={"code": "1"})
+    elapsed = time.perf_counter() - started
+    return {"configured_rps": rate, "requests": n, "seconds": round(elapsed, 3)}
+
+
+def rate_windows(stamps: list[float]) -> tuple[int, float]:
+    """Most requests in any one-second window, and the steady rate (first to last request)."""
+    stamps.sort()
+    worst, j = 0, 0
+    for i, start in enumerate(stamps):
+        while j < len(stamps) and stamps[j] < start + 1.0:
+            j += 1
+        worst = max(worst, j - i)
+    steady = (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 else 0.0
+    return worst, steady
+
+
+MEMORY_CHILD = r"""
+import asyncio, json, resource, sys, time
+from pathlib import Path
+from airflow_provider_sms.dispatch.engine import Campaign, CampaignOptions
+from airflow_provider_sms.dispatch.recipients import Cleaner, rows_from_file
+from airflow_provider_sms.dispatch.senders import MmsSender
+from airflow_provider_sms.dispatch.sql_ledger import SqlLedger
+from airflow_provider_sms.gateways.ihuyi import IhuyiClient
+from airflow_provider_sms.gateways.transport import HttpSettings
+from airflow_provider_sms.sandbox.state import IHUYI_ACCOUNT, IHUYI_PASSWORD
+import aiohttp, httpx, httpx_aiohttp, sqlalchemy  # everything imported before the baseline
+
+def rss_kb():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+
+url, csv_path, ledger_path = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
+baseline = rss_kb()
+client = IhuyiClient(IHUYI_ACCOUNT, IHUYI_PASSWORD, HttpSettings(url), default_pid=1, max_connections=64)
+sender = MmsSender(client, "1001", pid=1, send_time="", numbers_per_request=100)
+ledger = SqlLedger(f"sqlite:///{ledger_path}", "memory-bench", "bench")
+started = time.perf_counter()
+summary = asyncio.run(Campaign(sender, lambda: rows_from_file(csv_path, csv_path.name),
+                               lambda: Cleaner(use_params=False), CampaignOptions(concurrency=64,
+                               progress_interval=3600), ledger=ledger).run())
+elapsed = time.perf_counter() - started
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"recipients": summary.counts["accepted"], "baseline_mb": round(baseline / 1024, 1),
+                  "peak_mb": round(peak / 1024, 1), "growth_mb": round((peak - baseline) / 1024, 1),
+                  "seconds": round(elapsed, 1)}))
+"""
+
+
+def bench_memory(url: str, n: int) -> dict[str, Any]:
+    tmp = Path(tempfile.mkdtemp(prefix="sms-bench-mem-"))
+    csv_path = tmp / "audience.csv"
+    with csv_path.open("w", encoding="utf-8") as out:
+        out.write("phone,segment\n")
+        for i in range(n):
+            out.write(f"13{i:09d},all\n")
+    child = subprocess.run([sys.executable, "-c", MEMORY_CHILD, url, str(csv_path), str(tmp / "ledger.db")],
+                           capture_output=True, text=True, check=True)
+    return dict(json.loads(child.stdout.strip().splitlines()[-1]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smaller counts (smoke check)")
+    args = parser.parse_args()
+    scale = 0.1 if args.quick else 1.0
+    results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+                               "latency_ms": LATENCY_MS, "concurrency": CONCURRENCY,
+                               "latency_bound_per_s": CONCURRENCY / (LATENCY_MS / 1000)}
+    sandbox = Sandbox(LATENCY_MS, record=False)
+    try:
+        n = int(12_000 * scale)
+        results["c_bare_client"] = bench_bare(sandbox.url, n)
+        results["a_project"] = bench_project_juncdt(sandbox.url, n, ledger=True)
+        results["a_project_no_ledger"] = bench_project_juncdt(sandbox.url, n, ledger=False)
+        results["b_sequential"] = bench_sequential(sandbox.url, int(400 * scale) or 40)
+        results["ihuyi_100_per_request"] = bench_ihuyi(sandbox.url, int(600_000 * scale), ledger=True)
+    finally:
+        sandbox.close()
+    recording = Sandbox(0, record=True)
+    try:
+        rate = bench_rate(recording.url, 200.0, int(3000 * scale))
+        worst, steady = rate_windows([r["at"] for r in recording.requests()])
+        rate.update({"max_in_one_second": worst, "achieved_rps": round(steady, 1),
+                     "achieved_ratio": round(steady / 200.0, 3)})
+        results["rate_limit"] = rate
+    finally:
+        recording.close()
+    zero = Sandbox(0, record=False)
+    try:
+        results["memory_1m_csv"] = bench_memory(zero.url, int(1_000_000 * scale))
+    finally:
+        zero.close()
+    a, b, c = (results[k]["per_second"] for k in ("a_project", "b_sequential", "c_bare_client"))
+    results["ratios"] = {"a_over_b": round(a / b, 1), "a_over_c": round(a / c, 3),
+                         "c_over_latency_bound": round(c / results["latency_bound_per_s"], 3)}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    print(f"latency {LATENCY_MS} ms, concurrency {CONCURRENCY}, latency bound "
+          f"{results['latency_bound_per_s']:.0f} req/s")
+    rows = [("(a) project bulk path, juncdt 1/request (SQLite ledger)", results["a_project"]["per_second"]),
+            ("(a') same, no ledger", results["a_project_no_ledger"]["per_second"]),
+            ("(b) sequential blocking POSTs (vendor sample style)", b),
+            ("(c) bare aiohttp loop, no logic (client ceiling)", c),
+            ("ihuyi MMS 100/request (SQLite ledger)", results["ihuyi_100_per_request"]["per_second"])]
+    for label, value in rows:
+        print(f"  {label:<60} {value:>10,.0f} recipients/s")
+    print(f"  ratios: (a)/(b) = {results['ratios']['a_over_b']}, (a)/(c) = {results['ratios']['a_over_c']}")
+    r = results["rate_limit"]
+    print(f"  rate limit 200/s: achieved {r['achieved_rps']}/s ({r['achieved_ratio']:.1%}), "
+          f"max {r['max_in_one_second']} in any one-second window")
+    m = results["memory_1m_csv"]
+    print(f"  {m['recipients']:,} recipients from CSV: peak RSS {m['peak_mb']} MB, "
+          f"{m['growth_mb']} MB over {m['baseline_mb']} MB after imports, {m['seconds']} s")
+    print(f"written: {RESULTS / 'latest.json'}")
+
+
+if __name__ == "__main__":
+    main()

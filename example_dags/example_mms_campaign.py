@@ -1,0 +1,74 @@
+"""Balance-gated MMS campaign: build the audience, upload the template, wait for balance, send.
+
+1. ``build_audience`` stands in for the ETL step: it writes the audience to a CSV file and returns its
+   path and size (only that small dict goes through XCom).
+2. ``MmsTemplateUploadOperator`` builds the MMS zip (with its SMIL layout) from frames and uploads it.
+3. ``BalanceSensor`` (deferrable: no worker slot held while waiting) waits until the ihuyi balance
+   covers the audience; its threshold is templated from the audience size.
+4. ``MmsSendOperator`` streams the file, sends in batches with bounded concurrency and a rate limit,
+   records each outcome in the ledger (a retry never texts anyone twice), and writes a report.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from pathlib import Path
+
+from airflow.sdk import dag, task
+
+from airflow_provider_sms.operators.mms import MmsSendOperator
+from airflow_provider_sms.operators.template import MmsTemplateUploadOperator
+from airflow_provider_sms.sensors.balance import BalanceSensor
+
+FRAMES = Path(__file__).resolve().parent / "frames"
+DATA_DIR = os.environ.get("SMS_EXAMPLE_DATA_DIR", "/tmp/sms-example")
+AUDIENCE_SIZE = int(os.environ.get("SMS_EXAMPLE_AUDIENCE", "2000"))
+
+
+@dag(dag_id="example_mms_campaign", schedule="0 10 * * 1", start_date=datetime(2026, 1, 1), catchup=False,
+     tags=["mms", "example"])
+def example_mms_campaign() -> None:
+    @task
+    def build_audience(ds_nodash: str | None = None) -> dict[str, object]:
+        """Stand-in for the ETL step: write the audience (a ``phone`` column) to CSV."""
+        path = Path(DATA_DIR) / f"audience-{ds_nodash}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", encoding="utf-8") as out:
+            out.write("phone,segment\n")
+            for i in range(AUDIENCE_SIZE):
+                out.write(f"138{i:08d},vip\n")
+            out.write("not-a-number,vip\n13800000001,vip\n")  # one bad row, one duplicate
+        return {"path": str(path), "count": AUDIENCE_SIZE}
+
+    audience = build_audience()
+
+    upload = MmsTemplateUploadOperator(
+        task_id="upload_template",
+        title="Double 11 sale",
+        source=[(str(FRAMES / "1.gif"), (FRAMES / "1.txt").read_text(encoding="utf-8"), 5)],
+    )
+
+    enough_balance = BalanceSensor(
+        task_id="wait_for_balance",
+        min_balance="{{ ti.xcom_pull(task_ids='build_audience')['count'] }}",
+        deferrable=True,
+        poll_interval=5,
+        timeout=3600,
+    )
+
+    send = MmsSendOperator(
+        task_id="send_campaign",
+        mobiles="{{ ti.xcom_pull(task_ids='build_audience')['path'] }}",
+        mmsid=upload.output,
+        check_balance=True,
+        concurrency=16,
+        requests_per_second=50,
+        report_uri=DATA_DIR + "/report-{{ ds_nodash }}.csv",
+    )
+
+    audience >> enough_balance
+    [upload, enough_balance] >> send
+
+
+example_mms_campaign()

@@ -1,0 +1,40 @@
+"""DAGs for the operator tests; each task reads what it sends from the run's conf (native rendering)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from airflow.sdk import DAG
+
+from airflow_provider_sms.operators.mms import MmsSendOperator
+from airflow_provider_sms.operators.sms import SmsSendOperator
+
+ARGS = {"retries": 0}
+CONF = "{{ dag_run.conf }}"
+
+with DAG("sms_test_mms", schedule=None, start_date=datetime(2026, 1, 1), render_template_as_native_obj=True,
+         default_args=ARGS) as mms_dag:
+    MmsSendOperator(
+        task_id="send",
+        mobiles="{{ dag_run.conf['mobiles'] }}",
+        mmsid="{{ dag_run.conf.get('mmsid', '1001') }}",
+        send_time="{{ dag_run.conf.get('send_time', '') }}",
+        dry_run="{{ dag_run.conf.get('dry_run', False) }}",
+        report_uri="{{ dag_run.conf.get('report_uri', '') }}",
+        dedupe_key="{{ dag_run.conf.get('dedupe_key', '') }}",
+        max_failed_ratio=0.5,
+    )
+
+with DAG("sms_test_mms_guarded", schedule=None, start_date=datetime(2026, 1, 1),
+         render_template_as_native_obj=True, default_args=ARGS) as guarded_dag:
+    MmsSendOperator(task_id="send", mobiles="{{ dag_run.conf['mobiles'] }}", mmsid="1001", check_balance=True)
+
+with DAG("sms_test_sms", schedule=None, start_date=datetime(2026, 1, 1), render_template_as_native_obj=True,
+         default_args=ARGS) as sms_dag:
+    SmsSendOperator(
+        task_id="send",
+        recipients="{{ dag_run.conf['recipients'] }}",
+        template_code="{{ dag_run.conf.get('template_code', 'TPL_CODE') }}",
+        params="{{ dag_run.conf.get('params') }}",
+        report_uri="{{ dag_run.conf.get('report_uri', '') }}",
+    )

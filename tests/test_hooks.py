@@ -1,0 +1,174 @@
+"""Hooks read Airflow Connections (JSON env-var form) and talk to the sandbox over loopback."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+
+import pytest
+
+from airflow_provider_sms.gateways.errors import (
+    BadInputGatewayError,
+    FatalGatewayError,
+    InvalidInputError,
+    TransientGatewayError,
+)
+from airflow_provider_sms.hooks.ihuyi import IhuyiHook
+from airflow_provider_sms.hooks.juncdt import JuncdtHook
+from airflow_provider_sms.sandbox.server import SandboxServer
+from tests.conftest import (
+    IHUYI_PASSWORD,
+    SECRETS,
+    control,
+    deliveries,
+    ihuyi_conn,
+    juncdt_conn,
+    set_conn,
+)
+
+
+def test_ihuyi_hook_sends_and_reads_balance(connections: SandboxServer) -> None:
+    hook = IhuyiHook()
+    before = hook.get_balance()
+    reply = hook.send_mms("+86 138-1234-8000, 13900001111, 13812348000", "1001")
+    assert reply.ok and reply.code == "2"
+    assert hook.get_balance() == before - 2  # the duplicate went out once
+    assert sorted(d["number"] for d in deliveries(connections)) == ["13812348000", "13900001111"]
+
+
+async def test_async_twins(connections: SandboxServer) -> None:
+    hook = IhuyiHook()
+    assert await hook.aget_balance() > 0
+    assert (await hook.asend_mms(["13812348000"], 1001)).ok
+    assert (await JuncdtHook().asend_sms("13812348000", "TPL_CODE", {"code": "42"})).ok
+    await hook.client.aclose()
+
+
+def test_bad_input_refused_before_sending(connections: SandboxServer) -> None:
+    hook = IhuyiHook()
+    with pytest.raises(InvalidInputError, match="invalid phone number") as info:
+        hook.send_mms(["13812348000", "12345"], "1001")
+    assert "12345" not in str(info.value) or "*" in str(info.value)
+    with pytest.raises(InvalidInputError, match="no phone number"):
+        hook.send_mms([], "1001")
+    with pytest.raises(InvalidInputError, match="in the past"):
+        hook.send_mms("13812348000", "1001", send_time="2020-01-01 00:00:00")
+    assert deliveries(connections) == []
+
+
+def test_codes_become_errors_of_their_class(connections: SandboxServer) -> None:
+    hook = IhuyiHook()
+    control(connections, "POST", "/_sandbox/force",
+            {"gateway": "ihuyi", "method": "SendMms", "code": "4051", "times": 1})
+    with pytest.raises(FatalGatewayError, match="4051") as info:
+        hook.send_mms("13812348000", "1001")
+    assert info.value.reply.message  # the gateway's own words
+    control(connections, "POST", "/_sandbox/force",
+            {"gateway": "ihuyi", "method": "SendMms", "code": "0", "times": 1})
+    with pytest.raises(TransientGatewayError):
+        hook.send_mms("13812348000", "1001")
+    control(connections, "POST", "/_sandbox/accounts", {"ihuyi": {"blacklist": ["13812348000"]}})
+    with pytest.raises(BadInputGatewayError, match="409"):
+        hook.send_mms("13812348000", "1001")
+
+
+def test_juncdt_hook_personalised_send(connections: SandboxServer) -> None:
+    reply = JuncdtHook().send_sms("13812348000", "TPL_NOTICE", {"name": "王", "order": "A1"})
+    assert reply.ok
+    [delivery] = deliveries(connections, "juncdt")
+    assert delivery["params"] == {"name": "王", "order": "A1"}
+
+
+def test_juncdt_batch_limit_is_a_connection_option(connections: SandboxServer,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(InvalidInputError, match="exceed one request"):
+        JuncdtHook().send_sms(["13812348000", "13900001111"], "TPL_PLAIN")
+    set_conn(monkeypatch, "juncdt_batch", juncdt_conn(connections.url, numbers_per_request=500))
+    assert JuncdtHook("juncdt_batch").send_sms(["13812348000", "13900001111"], "TPL_PLAIN").ok
+    assert len(deliveries(connections, "juncdt")) == 2
+
+
+def test_connection_checks(connections: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    ok, message = IhuyiHook().test_connection()
+    assert ok and "message(s) left" in message
+    set_conn(monkeypatch, "ihuyi_bad", ihuyi_conn(connections.url) | {"password": "wrong"})
+    ok, message = IhuyiHook("ihuyi_bad").test_connection()
+    assert not ok and "405" in message
+    ok, message = JuncdtHook().test_connection()
+    assert ok and "nothing was sent" in message
+    set_conn(monkeypatch, "juncdt_bad", juncdt_conn(connections.url, classification_secret="nope"))
+    ok, message = JuncdtHook("juncdt_bad").test_connection()
+    assert not ok and "30025" in message
+    assert deliveries(connections) == []
+
+
+def test_wrong_connection_type_and_missing_secret(connections: SandboxServer,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(InvalidInputError, match="expected 'ihuyi'"):
+        IhuyiHook("juncdt_default").get_balance()
+    conn = juncdt_conn(connections.url)
+    del conn["extra"]["classification_secret"]
+    set_conn(monkeypatch, "juncdt_nosecret", conn)
+    with pytest.raises(InvalidInputError, match="classification_secret"):
+        JuncdtHook("juncdt_nosecret").send_sms("13812348000", "TPL_PLAIN")
+
+
+def test_no_secret_in_logs_or_errors(connections: SandboxServer, monkeypatch: pytest.MonkeyPatch,
+                                     caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    texts: list[str] = []
+    hook = IhuyiHook()
+    hook.send_mms("13812348000", "1001")
+    for forced in ("405", "4050", "0"):
+        control(connections, "POST", "/_sandbox/force",
+                {"gateway": "ihuyi", "method": "SendMms", "code": forced, "times": 1})
+        with pytest.raises(Exception) as info:
+            hook.send_mms("13812348000", "1001")
+        texts.append(str(info.value) + repr(info.value))
+    control(connections, "POST", "/_sandbox/faults", {"hang_rate": 1.0})
+    set_conn(monkeypatch, "ihuyi_fast", ihuyi_conn(connections.url, timeout=0.3))
+    with pytest.raises(Exception) as timeout:
+        IhuyiHook("ihuyi_fast").send_mms("13812348000", "1001")
+    texts.append(str(timeout.value))
+    control(connections, "POST", "/_sandbox/faults", {"hang_rate": 0.0})
+    JuncdtHook().send_sms("13812348000", "TPL_CODE", {"code": "1"})
+    texts.append(repr(IhuyiHook().client) + repr(JuncdtHook().client))
+    everything = caplog.text + "\n".join(texts)
+    for secret in SECRETS:
+        assert secret not in everything
+    assert "13812348000" not in caplog.text.replace("138****8000", "")
+
+
+def _airflow(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "airflow", *args], capture_output=True, text=True,
+                          env=env, timeout=120, check=False)
+
+
+def test_airflow_cli_lists_provider_and_tests_connections(gw: SandboxServer, airflow_db: object) -> None:
+    env = os.environ.copy()
+    env["AIRFLOW_CONN_IHUYI_DEFAULT"] = json.dumps(ihuyi_conn(gw.url))
+    env["AIRFLOW_CONN_IHUYI_WRONG"] = json.dumps(ihuyi_conn(gw.url) | {"password": "wrong-pass"})
+    listed = _airflow("providers", "list", env=env)
+    assert "airflow-provider-sms" in listed.stdout
+    good = _airflow("connections", "test", "ihuyi_default", env=env)
+    assert "Connection success!" in good.stdout, good.stdout + good.stderr
+    bad = _airflow("connections", "test", "ihuyi_wrong", env=env)
+    assert "Connection failed!" in bad.stdout and "405" in bad.stdout
+    for output in (good.stdout + good.stderr, bad.stdout + bad.stderr):
+        assert IHUYI_PASSWORD not in output
+
+
+def test_connection_form_metadata_is_declarative() -> None:
+    from airflow.providers_manager import ProvidersManager
+
+    manager = ProvidersManager()
+    widgets = manager.connection_form_widgets
+    secret = widgets["extra__juncdt__classification_secret"]
+    assert secret.is_sensitive
+    assert "extra__ihuyi__pid" in widgets and "extra__ihuyi__requests_per_second" in widgets
+    behaviour = manager.field_behaviours
+    assert behaviour["ihuyi"]["relabeling"]["login"] == "Account (APIID)"
+    assert manager.hooks["ihuyi"] is not None and manager.hooks["juncdt"] is not None

@@ -1,0 +1,116 @@
+"""Operators through real Airflow task execution (``dag.test()``) against the sandbox."""
+
+from __future__ import annotations
+
+import csv
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from airflow_provider_sms.sandbox.server import SandboxServer
+from tests.conftest import control, deliveries, run_dag
+
+pytestmark = pytest.mark.usefixtures("airflow_db")
+
+
+def test_etl_then_personalised_sms(connections: SandboxServer, tmp_path: Path,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW_VAR_SMS_REPORT_DIR", str(tmp_path))
+    result = run_dag("example_sms_after_etl")
+    assert result.state == "success", result.tasks
+    summary = result.xcom("notify_shipped")
+    assert summary["accepted"] == 3 and summary["duplicate"] == 1 and summary["total"] == 4
+    got = {d["number"]: d["params"] for d in deliveries(connections, "juncdt")}
+    assert got == {"13800138001": {"name": "王芳", "order": "A1001"},
+                   "13900138002": {"name": "李雷", "order": "A1002"},
+                   "13700138003": {"name": "赵敏", "order": "A1003"}}
+    [report] = list(tmp_path.glob("shipped-*.csv"))
+    rows = list(csv.DictReader(report.open(encoding="utf-8")))
+    assert len(rows) == 4 and all("****" in r["phone"] for r in rows)
+    assert len(json.dumps(summary)) < 2048  # a summary, never the audience
+
+
+def test_balance_gated_campaign(connections: SandboxServer, tmp_path: Path,
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SMS_EXAMPLE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("SMS_EXAMPLE_AUDIENCE", "1500")
+    control(connections, "POST", "/_sandbox/accounts", {"ihuyi": {"balance": 100}})
+
+    def recharge() -> None:
+        time.sleep(4)
+        control(connections, "POST", "/_sandbox/accounts", {"ihuyi": {"balance": 5000}})
+
+    threading.Thread(target=recharge, daemon=True).start()
+    started = time.monotonic()
+    result = run_dag("example_mms_campaign")
+    assert result.state == "success", result.tasks
+    assert time.monotonic() - started > 4  # the sensor waited for the recharge
+    template_id = result.xcom("upload_template")
+    summary = result.xcom("send_campaign")
+    assert summary["accepted"] == 1500 and summary["rejected"] == 1 and summary["duplicate"] == 1
+    sent = deliveries(connections, "ihuyi")
+    assert len(sent) == 1500 == len({d["number"] for d in sent})
+    assert {d["mmsid"] for d in sent} == {template_id}
+    state = control(connections, "GET", "/_sandbox/state")
+    assert state["ihuyi"]["balance"] == 5000 - 1500
+
+
+def test_mapped_campaign_shares_one_dedupe_key(connections: SandboxServer, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SMS_EXAMPLE_DATA_DIR", str(tmp_path))
+    result = run_dag("example_sms_mapped_campaign")
+    assert result.state == "success", result.tasks
+    summaries = [result.xcom("send_chunk", map_index=i) for i in range(3)]
+    assert sum(s["accepted"] for s in summaries) == 320
+    assert sum(s["skipped"] for s in summaries) == 40
+    sent = [d["number"] for d in deliveries(connections, "juncdt")]
+    assert len(sent) == len(set(sent)) == 320
+
+
+def test_fatal_answer_fails_the_task_and_still_reports(connections: SandboxServer, tmp_path: Path) -> None:
+    control(connections, "POST", "/_sandbox/accounts", {"ihuyi": {"balance": 250}})
+    report = tmp_path / "report.jsonl"
+    mobiles = [f"138{i:08d}" for i in range(1000)]
+    result = run_dag("sms_test_mms", run_conf={"mobiles": mobiles, "report_uri": str(report)})
+    assert result.task("send") == "failed"
+    summary = result.xcom("send", key="summary")
+    assert summary["accepted"] == 200 and "4051" in summary["stopped"]
+    lines = [json.loads(line) for line in report.read_text(encoding="utf-8").splitlines()]
+    assert len(lines) == 1000
+    assert sum(1 for line in lines if line["outcome"] == "accepted") == 200
+
+
+def test_bad_input_fails_before_any_request(connections: SandboxServer) -> None:
+    for conf in ({"mobiles": []}, {"mobiles": ["13800000001"], "mmsid": "abc"},
+                 {"mobiles": ["13800000001"], "send_time": "2001-01-01 00:00:00"}):
+        result = run_dag("sms_test_mms", run_conf=conf)
+        assert result.task("send") == "failed", conf
+    assert control(connections, "GET", "/_sandbox/requests")["requests"] == []
+
+
+def test_dry_run_through_airflow(connections: SandboxServer) -> None:
+    result = run_dag("sms_test_mms", run_conf={"mobiles": [f"139{i:08d}" for i in range(250)], "dry_run": True})
+    assert result.task("send") == "success"
+    summary = result.xcom("send")
+    assert summary["dry_run"] and summary["estimate"]["requests"] == 3
+    assert control(connections, "GET", "/_sandbox/requests")["requests"] == []
+
+
+def test_balance_guard_sends_nothing_when_short(connections: SandboxServer) -> None:
+    control(connections, "POST", "/_sandbox/accounts", {"ihuyi": {"balance": 10}})
+    result = run_dag("sms_test_mms_guarded", run_conf={"mobiles": [f"137{i:08d}" for i in range(11)]})
+    assert result.task("send") == "failed"
+    assert deliveries(connections) == []
+
+
+def test_rerun_with_dedupe_key_texts_nobody_twice(connections: SandboxServer) -> None:
+    conf = {"mobiles": [f"136{i:08d}" for i in range(300)], "dedupe_key": "promo-test-rerun"}
+    first = run_dag("sms_test_mms", run_conf=conf)
+    second = run_dag("sms_test_mms", run_conf={**conf, "mobiles": [*conf["mobiles"], "13699999999"]})
+    assert first.xcom("send")["accepted"] == 300
+    assert second.xcom("send")["accepted"] == 1 and second.xcom("send")["skipped"] == 300
+    sent = [d["number"] for d in deliveries(connections)]
+    assert len(sent) == len(set(sent)) == 301

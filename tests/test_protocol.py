@@ -1,0 +1,110 @@
+"""Pure protocol helpers: numbers, send times, reply parsing."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from airflow_provider_sms.protocol import phones
+from airflow_provider_sms.protocol.codes import (
+    IHUYI_SEND_MMS,
+    JUNCDT_SEND_MESSAGE,
+    CodeClass,
+    classify,
+)
+from airflow_provider_sms.protocol.replies import MalformedReply, parse_json_object, parse_xml_fields
+from airflow_provider_sms.protocol.sendtime import BEIJING, format_send_time
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("13812348000", "13812348000"),
+        ("+86 138-1234-8000", "13812348000"),
+        ("0086 13812348000", "13812348000"),
+        ("8613812348000", "13812348000"),
+        (13812348000, "13812348000"),
+        (" 199 0000 1111 ", "19900001111"),
+    ],
+)
+def test_normalize_accepts_documented_forms(raw: object, expected: str) -> None:
+    assert phones.normalize(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        ("abcdefghijk", "characters"),
+        ("1381234800", "10 digits"),
+        ("138123480001", "12 digits"),
+        ("01012345678", "not a mainland mobile"),
+        ("12812348000", "not a mainland mobile"),
+        ("+1 415 555 0100", "digits"),
+        ("", "empty"),
+        (None, "empty"),
+        (1.3812348e10, "float"),
+    ],
+)
+def test_normalize_refuses_with_reason_and_never_shows_the_number(raw: object, reason: str) -> None:
+    with pytest.raises(phones.InvalidPhoneNumber) as info:
+        phones.normalize(raw)
+    assert reason in str(info.value)
+    if isinstance(raw, str) and len(raw) > 7:
+        assert raw not in str(info.value)
+
+
+def test_mask_hides_the_middle() -> None:
+    assert phones.mask("13812348000") == "138****8000"
+
+
+def test_send_time_forms() -> None:
+    now = datetime(2026, 11, 23, 12, 0, tzinfo=BEIJING)
+    assert format_send_time(None, now=now) == ""
+    assert format_send_time("2026-11-24 08:00:00", now=now) == "2026-11-24 08:00:00"
+    utc_evening = datetime(2026, 11, 23, 16, 0, tzinfo=timezone.utc)
+    assert format_send_time(utc_evening, now=now) == "2026-11-24 00:00:00"
+    with pytest.raises(ValueError, match="in the past"):
+        format_send_time("2026-11-22 08:00:00", now=now)
+    with pytest.raises(ValueError, match="YYYY-MM-DD HH:MM:SS"):
+        format_send_time("24/11/2026 08:00", now=now)
+
+
+def test_xml_any_root_any_namespace_and_gbk() -> None:
+    plain = b"<R><code>2</code><msg>ok</msg><num>19455</num></R>"
+    ns = ('<?xml version="1.0" encoding="utf-8"?><GetNumResult xmlns="http://106.ihuyi.cn/">'
+          "<code>2</code><msg>查询成功</msg><num>19455</num></GetNumResult>").encode()
+    gbk = ('<?xml version="1.0" encoding="gbk"?><SubmitResult xmlns="http://106.ihuyi.cn/">'
+           "<code>4051</code><msg>剩余条数不足</msg></SubmitResult>").encode("gbk")
+    assert parse_xml_fields(plain)["num"] == "19455"
+    assert parse_xml_fields(ns) == {"code": "2", "msg": "查询成功", "num": "19455"}
+    assert parse_xml_fields(gbk)["msg"] == "剩余条数不足"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"",
+        b"<html><body>502 Bad Gateway</body></html>",
+        b"<SubmitResult><code>2</code><msg>",
+        b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaa">]><r><code>&a;</code></r>',
+        b"<?xml version='1.0' encoding='klingon'?><r><code>2</code></r>",
+    ],
+)
+def test_xml_that_is_not_the_reply_is_malformed(body: bytes) -> None:
+    with pytest.raises(MalformedReply):
+        parse_xml_fields(body)
+
+
+def test_json_reply_is_strict() -> None:
+    with pytest.raises(MalformedReply):
+        parse_json_object(b'{"BusinessData": {"code": 10000,},}')
+    with pytest.raises(MalformedReply):
+        parse_json_object(b"[1]")
+
+
+def test_code_tables_classify_and_unknown() -> None:
+    assert classify(IHUYI_SEND_MMS, "4051") is CodeClass.FATAL
+    assert classify(IHUYI_SEND_MMS, "409") is CodeClass.BAD_INPUT
+    assert classify(JUNCDT_SEND_MESSAGE, "30028") is CodeClass.BAD_INPUT
+    assert classify(JUNCDT_SEND_MESSAGE, "12345") is CodeClass.UNKNOWN
