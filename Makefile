@@ -21,8 +21,24 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+test: lint pg
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# The ledger tests run against a real PostgreSQL server (tests/pgserver.py starts a private one):
+# nothing to do when initdb is installed; as root, install it; otherwise say what to install.
+.PHONY: pg
+pg:
+	@if command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+		|| [ -x "$$PG_BINDIR/initdb" ]; then \
+		:; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "Installing the PostgreSQL server for the ledger tests (apt-get install postgresql)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
+	else \
+		echo "PostgreSQL server binaries (initdb) not found: the ledger tests will fail." >&2; \
+		echo "Install them, e.g. 'sudo apt-get install postgresql' (Debian/Ubuntu)," >&2; \
+		echo "'brew install postgresql' (macOS), or set PG_BINDIR to the directory holding initdb." >&2; \
+	fi
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_send.py

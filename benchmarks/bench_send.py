@@ -45,8 +45,15 @@ class Sandbox:
     def __init__(self, latency_ms: int, record: bool) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        args = [sys.executable, "-m", "airflow_provider_sms.sandbox", "--port", str(self.port),
-                "--latency-ms", str(latency_ms)]
+        args = [
+            sys.executable,
+            "-m",
+            "airflow_provider_sms.sandbox",
+            "--port",
+            str(self.port),
+            "--latency-ms",
+            str(latency_ms),
+        ]
         if not record:
             args.append("--no-record")
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -59,8 +66,11 @@ class Sandbox:
                 time.sleep(0.1)
         else:
             raise RuntimeError("sandbox did not start")
-        httpx.post(self.url + "/_sandbox/accounts", timeout=5,
-                   json={"ihuyi": {"balance": 10**9}, "juncdt": {"quota": 10**9, "daily_limit": 10**9}})
+        httpx.post(
+            self.url + "/_sandbox/accounts",
+            timeout=5,
+            json={"ihuyi": {"balance": 10**9}, "juncdt": {"quota": 10**9, "daily_limit": 10**9}},
+        )
 
     def requests(self) -> list[dict[str, Any]]:
         data = httpx.get(self.url + "/_sandbox/requests", timeout=30).json()
@@ -74,27 +84,45 @@ class Sandbox:
 def juncdt_client(url: str) -> Any:
     from airflow_provider_sms.gateways.juncdt import JuncdtClient
     from airflow_provider_sms.gateways.transport import HttpSettings
-    from airflow_provider_sms.sandbox.state import JUNCDT_ACCESS_KEY, JUNCDT_ACCESS_SECRET, JUNCDT_PACKAGE_CODE
+    from airflow_provider_sms.sandbox.accounts import (
+        JUNCDT_ACCESS_KEY,
+        JUNCDT_ACCESS_SECRET,
+        JUNCDT_PACKAGE_CODE,
+    )
 
-    return JuncdtClient(JUNCDT_ACCESS_KEY, JUNCDT_ACCESS_SECRET, JUNCDT_PACKAGE_CODE, HttpSettings(url),
-                        default_sign_code="SIGN01", max_connections=CONCURRENCY)
+    return JuncdtClient(
+        JUNCDT_ACCESS_KEY,
+        JUNCDT_ACCESS_SECRET,
+        JUNCDT_PACKAGE_CODE,
+        HttpSettings(url),
+        default_sign_code="SIGN01",
+        max_connections=CONCURRENCY,
+    )
 
 
 def ihuyi_client(url: str) -> Any:
     from airflow_provider_sms.gateways.ihuyi import IhuyiClient
     from airflow_provider_sms.gateways.transport import HttpSettings
-    from airflow_provider_sms.sandbox.state import IHUYI_ACCOUNT, IHUYI_PASSWORD
+    from airflow_provider_sms.sandbox.accounts import IHUYI_ACCOUNT, IHUYI_PASSWORD
 
-    return IhuyiClient(IHUYI_ACCOUNT, IHUYI_PASSWORD, HttpSettings(url), default_pid=1,
-                       max_connections=CONCURRENCY)
+    return IhuyiClient(
+        IHUYI_ACCOUNT, IHUYI_PASSWORD, HttpSettings(url), default_pid=1, max_connections=CONCURRENCY
+    )
 
 
 def numbers(n: int, start: int = 0) -> list[str]:
     return [f"13{(start + i) % 10**9:09d}" for i in range(n)]
 
 
-def run_campaign(sender: Any, items: list[Any] | Path, *, ledger: bool, concurrency: int = CONCURRENCY,
-                 rps: float | None = None, params: dict[str, str] | None = None) -> Any:
+def run_campaign(
+    sender: Any,
+    items: list[Any] | Path,
+    *,
+    ledger: bool,
+    concurrency: int = CONCURRENCY,
+    rps: float | None = None,
+    params: dict[str, str] | None = None,
+) -> Any:
     from airflow_provider_sms.dispatch.engine import Campaign, CampaignOptions
     from airflow_provider_sms.dispatch.recipients import Cleaner, rows_from_file, rows_from_items
 
@@ -115,8 +143,13 @@ def run_campaign(sender: Any, items: list[Any] | Path, *, ledger: bool, concurre
             return rows_from_items(items)
 
     options = CampaignOptions(concurrency=concurrency, requests_per_second=rps, progress_interval=3600)
-    campaign = Campaign(sender, rows, lambda: Cleaner(shared_params=params, use_params=sender.takes_params),
-                        options, ledger=led)
+    campaign = Campaign(
+        sender,
+        rows,
+        lambda: Cleaner(shared_params=params, use_params=sender.takes_params),
+        options,
+        ledger=led,
+    )
     return asyncio.run(campaign.run())
 
 
@@ -133,15 +166,25 @@ def bench_project_juncdt(url: str, n: int, ledger: bool) -> dict[str, Any]:
 
 def bench_sequential(url: str, n: int) -> dict[str, Any]:
     """What the vendors' samples do: one blocking POST after another."""
-    from airflow_provider_sms.sandbox.state import JUNCDT_ACCESS_KEY, JUNCDT_ACCESS_SECRET, JUNCDT_PACKAGE_CODE
+    from airflow_provider_sms.sandbox.accounts import (
+        JUNCDT_ACCESS_KEY,
+        JUNCDT_ACCESS_SECRET,
+        JUNCDT_PACKAGE_CODE,
+    )
 
     endpoint = url + "/smartmarket/msgService/sendMessage"
     started = time.perf_counter()
     with httpx.Client() as client:
         for phone in numbers(n, 10**8):
-            body = {"accessKey": JUNCDT_ACCESS_KEY, "accessSecret": JUNCDT_ACCESS_SECRET,
-                    "classificationSecret": JUNCDT_PACKAGE_CODE, "signCode": "SIGN01",
-                    "templateCode": "TPL_CODE", "phone": phone, "params": {"code": "1234"}}
+            body = {
+                "accessKey": JUNCDT_ACCESS_KEY,
+                "accessSecret": JUNCDT_ACCESS_SECRET,
+                "classificationSecret": JUNCDT_PACKAGE_CODE,
+                "signCode": "SIGN01",
+                "templateCode": "TPL_CODE",
+                "phone": phone,
+                "params": {"code": "1234"},
+            }
             reply = client.post(endpoint, json=body).json()
             assert reply["BusinessData"]["code"] == 10000
     elapsed = time.perf_counter() - started
@@ -152,13 +195,27 @@ def bench_bare(url: str, n: int) -> dict[str, Any]:
     """The ceiling of the client side: aiohttp, 64 tasks, pre-built bodies, status check only."""
     import aiohttp
 
-    from airflow_provider_sms.sandbox.state import JUNCDT_ACCESS_KEY, JUNCDT_ACCESS_SECRET, JUNCDT_PACKAGE_CODE
+    from airflow_provider_sms.sandbox.accounts import (
+        JUNCDT_ACCESS_KEY,
+        JUNCDT_ACCESS_SECRET,
+        JUNCDT_PACKAGE_CODE,
+    )
 
     endpoint = url + "/smartmarket/msgService/sendMessage"
-    bodies = [json.dumps({"accessKey": JUNCDT_ACCESS_KEY, "accessSecret": JUNCDT_ACCESS_SECRET,
-                          "classificationSecret": JUNCDT_PACKAGE_CODE, "signCode": "SIGN01",
-                          "templateCode": "TPL_CODE", "phone": p, "params": {"code": "1234"}}).encode()
-              for p in numbers(n, 2 * 10**8)]
+    bodies = [
+        json.dumps(
+            {
+                "accessKey": JUNCDT_ACCESS_KEY,
+                "accessSecret": JUNCDT_ACCESS_SECRET,
+                "classificationSecret": JUNCDT_PACKAGE_CODE,
+                "signCode": "SIGN01",
+                "templateCode": "TPL_CODE",
+                "phone": p,
+                "params": {"code": "1234"},
+            }
+        ).encode()
+        for p in numbers(n, 2 * 10**8)
+    ]
     headers = {"Content-Type": "application/json"}
 
     async def main() -> float:
@@ -187,8 +244,12 @@ def bench_ihuyi(url: str, n: int, ledger: bool) -> dict[str, Any]:
     summary = run_campaign(sender, numbers(n, 3 * 10**8), ledger=ledger)
     elapsed = time.perf_counter() - started
     assert summary.counts["accepted"] == n, summary.as_dict()
-    return {"recipients": n, "requests": summary.requests, "seconds": round(elapsed, 3),
-            "per_second": round(n / elapsed, 1)}
+    return {
+        "recipients": n,
+        "requests": summary.requests,
+        "seconds": round(elapsed, 3),
+        "per_second": round(n / elapsed, 1),
+    }
 
 
 def bench_rate(url: str, rate: float, n: int) -> dict[str, Any]:
@@ -222,7 +283,7 @@ from airflow_provider_sms.dispatch.senders import MmsSender
 from airflow_provider_sms.dispatch.sql_ledger import SqlLedger
 from airflow_provider_sms.gateways.ihuyi import IhuyiClient
 from airflow_provider_sms.gateways.transport import HttpSettings
-from airflow_provider_sms.sandbox.state import IHUYI_ACCOUNT, IHUYI_PASSWORD
+from airflow_provider_sms.sandbox.accounts import IHUYI_ACCOUNT, IHUYI_PASSWORD
 import aiohttp, httpx, httpx_aiohttp, sqlalchemy  # everything imported before the baseline
 
 def rss_kb():
@@ -254,19 +315,28 @@ def bench_memory(url: str, n: int) -> dict[str, Any]:
         out.write("phone,segment\n")
         for i in range(n):
             out.write(f"13{i:09d},all\n")
-    child = subprocess.run([sys.executable, "-c", MEMORY_CHILD, url, str(csv_path), str(tmp / "ledger.db")],
-                           capture_output=True, text=True, check=True)
+    child = subprocess.run(
+        [sys.executable, "-c", MEMORY_CHILD, url, str(csv_path), str(tmp / "ledger.db")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return dict(json.loads(child.stdout.strip().splitlines()[-1]))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="smaller counts (smoke check)")
     args = parser.parse_args()
     scale = 0.1 if args.quick else 1.0
-    results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
-                               "latency_ms": LATENCY_MS, "concurrency": CONCURRENCY,
-                               "latency_bound_per_s": CONCURRENCY / (LATENCY_MS / 1000)}
+    results: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "latency_ms": LATENCY_MS,
+        "concurrency": CONCURRENCY,
+        "latency_bound_per_s": CONCURRENCY / (LATENCY_MS / 1000),
+    }
     sandbox = Sandbox(LATENCY_MS, record=False)
     try:
         n = int(12_000 * scale)
@@ -281,8 +351,13 @@ def main() -> None:
     try:
         rate = bench_rate(recording.url, 200.0, int(3000 * scale))
         worst, steady = rate_windows([r["at"] for r in recording.requests()])
-        rate.update({"max_in_one_second": worst, "achieved_rps": round(steady, 1),
-                     "achieved_ratio": round(steady / 200.0, 3)})
+        rate.update(
+            {
+                "max_in_one_second": worst,
+                "achieved_rps": round(steady, 1),
+                "achieved_ratio": round(steady / 200.0, 3),
+            }
+        )
         results["rate_limit"] = rate
     finally:
         recording.close()
@@ -292,26 +367,37 @@ def main() -> None:
     finally:
         zero.close()
     a, b, c = (results[k]["per_second"] for k in ("a_project", "b_sequential", "c_bare_client"))
-    results["ratios"] = {"a_over_b": round(a / b, 1), "a_over_c": round(a / c, 3),
-                         "c_over_latency_bound": round(c / results["latency_bound_per_s"], 3)}
+    results["ratios"] = {
+        "a_over_b": round(a / b, 1),
+        "a_over_c": round(a / c, 3),
+        "c_over_latency_bound": round(c / results["latency_bound_per_s"], 3),
+    }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
-    print(f"latency {LATENCY_MS} ms, concurrency {CONCURRENCY}, latency bound "
-          f"{results['latency_bound_per_s']:.0f} req/s")
-    rows = [("(a) project bulk path, juncdt 1/request (SQLite ledger)", results["a_project"]["per_second"]),
-            ("(a') same, no ledger", results["a_project_no_ledger"]["per_second"]),
-            ("(b) sequential blocking POSTs (vendor sample style)", b),
-            ("(c) bare aiohttp loop, no logic (client ceiling)", c),
-            ("ihuyi MMS 100/request (SQLite ledger)", results["ihuyi_100_per_request"]["per_second"])]
+    print(
+        f"latency {LATENCY_MS} ms, concurrency {CONCURRENCY}, latency bound "
+        f"{results['latency_bound_per_s']:.0f} req/s"
+    )
+    rows = [
+        ("(a) project bulk path, juncdt 1/request (SQLite ledger)", results["a_project"]["per_second"]),
+        ("(a') same, no ledger", results["a_project_no_ledger"]["per_second"]),
+        ("(b) sequential blocking POSTs (vendor sample style)", b),
+        ("(c) bare aiohttp loop, no logic (client ceiling)", c),
+        ("ihuyi MMS 100/request (SQLite ledger)", results["ihuyi_100_per_request"]["per_second"]),
+    ]
     for label, value in rows:
         print(f"  {label:<60} {value:>10,.0f} recipients/s")
     print(f"  ratios: (a)/(b) = {results['ratios']['a_over_b']}, (a)/(c) = {results['ratios']['a_over_c']}")
     r = results["rate_limit"]
-    print(f"  rate limit 200/s: achieved {r['achieved_rps']}/s ({r['achieved_ratio']:.1%}), "
-          f"max {r['max_in_one_second']} in any one-second window")
+    print(
+        f"  rate limit 200/s: achieved {r['achieved_rps']}/s ({r['achieved_ratio']:.1%}), "
+        f"max {r['max_in_one_second']} in any one-second window"
+    )
     m = results["memory_1m_csv"]
-    print(f"  {m['recipients']:,} recipients from CSV: peak RSS {m['peak_mb']} MB, "
-          f"{m['growth_mb']} MB over {m['baseline_mb']} MB after imports, {m['seconds']} s")
+    print(
+        f"  {m['recipients']:,} recipients from CSV: peak RSS {m['peak_mb']} MB, "
+        f"{m['growth_mb']} MB over {m['baseline_mb']} MB after imports, {m['seconds']} s"
+    )
     print(f"written: {RESULTS / 'latest.json'}")
 
 

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from datetime import datetime
 from pathlib import Path
 
@@ -22,12 +23,17 @@ from airflow_provider_sms.operators.template import MmsTemplateUploadOperator
 from airflow_provider_sms.sensors.balance import BalanceSensor
 
 FRAMES = Path(__file__).resolve().parent / "frames"
-DATA_DIR = os.environ.get("SMS_EXAMPLE_DATA_DIR", "/tmp/sms-example")
+DATA_DIR = os.environ.get("SMS_EXAMPLE_DATA_DIR") or os.path.join(tempfile.gettempdir(), "sms-example")
 AUDIENCE_SIZE = int(os.environ.get("SMS_EXAMPLE_AUDIENCE", "2000"))
 
 
-@dag(dag_id="example_mms_campaign", schedule="0 10 * * 1", start_date=datetime(2026, 1, 1), catchup=False,
-     tags=["mms", "example"])
+@dag(
+    dag_id="example_mms_campaign",
+    schedule="0 10 * * 1",
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    tags=["mms", "example"],
+)
 def example_mms_campaign() -> None:
     @task
     def build_audience(ds_nodash: str | None = None) -> dict[str, object]:
@@ -71,4 +77,4 @@ def example_mms_campaign() -> None:
     [upload, enough_balance] >> send
 
 
-example_mms_campaign()
+example_mms_campaign_dag = example_mms_campaign()

@@ -16,23 +16,32 @@ from airflow.sdk import dag, task
 from airflow_provider_sms.operators.sms import SmsSendOperator
 
 
-@dag(dag_id="example_sms_after_etl", schedule=None, start_date=datetime(2026, 1, 1), catchup=False,
-     tags=["sms", "example"])
+@dag(
+    dag_id="example_sms_after_etl",
+    schedule=None,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    tags=["sms", "example"],
+)
 def example_sms_after_etl() -> None:
     @task
     def shipped_orders() -> list[dict[str, Any]]:
         """Stand-in for a warehouse query: who shipped today, with their message params."""
-        rows = [("138 0013 8001", "王芳", "A1001"), ("+86 139-0013-8002", "李雷", "A1002"),
-                ("13800138001", "王芳", "A1001"), ("13700138003", "赵敏", "A1003")]
+        rows = [
+            ("138 0013 8001", "王芳", "A1001"),
+            ("+86 139-0013-8002", "李雷", "A1002"),
+            ("13800138001", "王芳", "A1001"),
+            ("13700138003", "赵敏", "A1003"),
+        ]
         return [{"phone": phone, "params": {"name": name, "order": order}} for phone, name, order in rows]
 
     SmsSendOperator(
         task_id="notify_shipped",
         recipients=shipped_orders(),
         template_code="TPL_NOTICE",
-        template_params=["name", "order"],
+        param_names=["name", "order"],
         report_uri="{{ var.value.get('sms_report_dir', '/tmp') }}/shipped-{{ ds_nodash }}.csv",
     )
 
 
-example_sms_after_etl()
+example_sms_after_etl_dag = example_sms_after_etl()

@@ -10,6 +10,7 @@ PostgreSQL) when the workers are on several machines (the default SQLite ledger 
 from __future__ import annotations
 
 import os
+import tempfile
 from datetime import datetime
 from pathlib import Path
 
@@ -17,13 +18,18 @@ from airflow.sdk import dag, task
 
 from airflow_provider_sms.operators.sms import SmsSendOperator
 
-DATA_DIR = Path(os.environ.get("SMS_EXAMPLE_DATA_DIR", "/tmp/sms-example"))
+DATA_DIR = Path(os.environ.get("SMS_EXAMPLE_DATA_DIR") or os.path.join(tempfile.gettempdir(), "sms-example"))
 CHUNKS = int(os.environ.get("SMS_EXAMPLE_CHUNKS", "3"))
 LEDGER_CONN_ID = os.environ.get("SMS_EXAMPLE_LEDGER_CONN_ID") or None
 
 
-@dag(dag_id="example_sms_mapped_campaign", schedule=None, start_date=datetime(2026, 1, 1), catchup=False,
-     tags=["sms", "example"])
+@dag(
+    dag_id="example_sms_mapped_campaign",
+    schedule=None,
+    start_date=datetime(2026, 1, 1),
+    catchup=False,
+    tags=["sms", "example"],
+)
 def example_sms_mapped_campaign() -> None:
     @task
     def split_audience(run_id: str | None = None) -> list[str]:
@@ -49,4 +55,4 @@ def example_sms_mapped_campaign() -> None:
     ).expand(recipients=split_audience())
 
 
-example_sms_mapped_campaign()
+example_sms_mapped_campaign_dag = example_sms_mapped_campaign()

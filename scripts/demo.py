@@ -24,33 +24,46 @@ AUDIENCE = 2000
 
 
 def main() -> int:
-    from airflow_provider_sms.sandbox.server import SandboxServer
-    from airflow_provider_sms.sandbox.state import (
+    from airflow_provider_sms.sandbox.accounts import (
         IHUYI_ACCOUNT,
         IHUYI_PASSWORD,
         JUNCDT_ACCESS_KEY,
         JUNCDT_ACCESS_SECRET,
         JUNCDT_PACKAGE_CODE,
     )
+    from airflow_provider_sms.sandbox.server import SandboxServer
 
     WORK.mkdir(exist_ok=True)
     env = os.environ.copy()
-    env.update({
-        "AIRFLOW_HOME": str(WORK / "airflow"),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "example_dags"),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "SMS_EXAMPLE_DATA_DIR": str(WORK / "data"),
-        "SMS_EXAMPLE_AUDIENCE": str(AUDIENCE),
-    })
+    env.update(
+        {
+            "AIRFLOW_HOME": str(WORK / "airflow"),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "example_dags"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "SMS_EXAMPLE_DATA_DIR": str(WORK / "data"),
+            "SMS_EXAMPLE_AUDIENCE": str(AUDIENCE),
+        }
+    )
     with SandboxServer() as sandbox:
         print(f"Sandbox gateway listening on {sandbox.url}")
-        env["AIRFLOW_CONN_IHUYI_DEFAULT"] = json.dumps({
-            "conn_type": "ihuyi", "host": sandbox.url, "login": IHUYI_ACCOUNT, "password": IHUYI_PASSWORD,
-            "extra": {"pid": 1, "timeout": 10}})
-        env["AIRFLOW_CONN_JUNCDT_DEFAULT"] = json.dumps({
-            "conn_type": "juncdt", "host": sandbox.url, "login": JUNCDT_ACCESS_KEY,
-            "password": JUNCDT_ACCESS_SECRET,
-            "extra": {"classification_secret": JUNCDT_PACKAGE_CODE, "sign_code": "SIGN01"}})
+        env["AIRFLOW_CONN_IHUYI_DEFAULT"] = json.dumps(
+            {
+                "conn_type": "ihuyi",
+                "host": sandbox.url,
+                "login": IHUYI_ACCOUNT,
+                "password": IHUYI_PASSWORD,
+                "extra": {"pid": 1, "timeout": 10},
+            }
+        )
+        env["AIRFLOW_CONN_JUNCDT_DEFAULT"] = json.dumps(
+            {
+                "conn_type": "juncdt",
+                "host": sandbox.url,
+                "login": JUNCDT_ACCESS_KEY,
+                "password": JUNCDT_ACCESS_SECRET,
+                "extra": {"classification_secret": JUNCDT_PACKAGE_CODE, "sign_code": "SIGN01"},
+            }
+        )
         control = httpx.Client(base_url=sandbox.url, timeout=10)
         control.post("/_sandbox/accounts", json={"ihuyi": {"balance": 500}}).raise_for_status()
         print(f"Sandbox ihuyi balance: 500 messages, audience {AUDIENCE}: the balance sensor will wait.")
@@ -61,17 +74,33 @@ def main() -> int:
             print("Sandbox: account recharged to 100000 messages.", flush=True)
 
         print("Preparing the Airflow metadata database (first run only takes a while)...", flush=True)
-        subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL
+        )
         threading.Thread(target=recharge, daemon=True).start()
         print("Running: airflow dags test example_mms_campaign", flush=True)
-        run = subprocess.run([sys.executable, "-m", "airflow", "dags", "test", "example_mms_campaign"],
-                             env=env, capture_output=True, text=True)
+        run = subprocess.run(
+            [sys.executable, "-m", "airflow", "dags", "test", "example_mms_campaign"],
+            env=env,
+            check=False,
+            capture_output=True,
+            text=True,
+        )
         log_file = WORK / "dags-test.log"
         log_file.write_text(run.stdout + run.stderr, encoding="utf-8")
         for line in (run.stdout + run.stderr).splitlines():
-            if any(k in line for k in ("Progress:", "Done:", "Balance guard", "created MMS template",
-                                       "Marking task as", "state=", "ERROR")):
+            if any(
+                k in line
+                for k in (
+                    "Progress:",
+                    "Done:",
+                    "Balance guard",
+                    "created MMS template",
+                    "Marking task as",
+                    "state=",
+                    "ERROR",
+                )
+            ):
                 print("  airflow |", line.strip()[:200])
         counts = control.get("/_sandbox/deliveries/count").json()
         state = control.get("/_sandbox/state").json()

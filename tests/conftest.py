@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Airflow reads its configuration at import: isolate it before anything imports airflow.
 _HOME = Path(os.environ.get("SMS_TEST_AIRFLOW_HOME") or tempfile.mkdtemp(prefix="sms-airflow-"))
+os.environ["SMS_TEST_AIRFLOW_HOME"] = str(_HOME)  # one home even if this module is imported twice
 os.environ["AIRFLOW_HOME"] = str(_HOME)
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 # dag.test() runs DAGs found in the DAGs folder: the examples and the tests' own DAGs, linked together.
@@ -31,14 +32,14 @@ os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(_DAGS)
 os.environ.setdefault("AIRFLOW__CORE__TEST_CONNECTION", "Enabled")
 os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO")
 
-from airflow_provider_sms.sandbox.server import SandboxServer  # noqa: E402
-from airflow_provider_sms.sandbox.state import (  # noqa: E402
+from airflow_provider_sms.sandbox.accounts import (  # noqa: E402
     IHUYI_ACCOUNT,
     IHUYI_PASSWORD,
     JUNCDT_ACCESS_KEY,
     JUNCDT_ACCESS_SECRET,
     JUNCDT_PACKAGE_CODE,
 )
+from airflow_provider_sms.sandbox.server import SandboxServer  # noqa: E402
 
 SECRETS = (IHUYI_PASSWORD, JUNCDT_ACCESS_SECRET, JUNCDT_PACKAGE_CODE)
 
@@ -65,15 +66,23 @@ def control(server: SandboxServer, method: str, path: str, body: Any = None) -> 
 
 
 def ihuyi_conn(url: str, **extra: Any) -> dict[str, Any]:
-    return {"conn_type": "ihuyi", "host": url, "login": IHUYI_ACCOUNT, "password": IHUYI_PASSWORD,
-            "extra": {"pid": 1, "timeout": 5, **extra}}
+    return {
+        "conn_type": "ihuyi",
+        "host": url,
+        "login": IHUYI_ACCOUNT,
+        "password": IHUYI_PASSWORD,
+        "extra": {"pid": 1, "timeout": 5, **extra},
+    }
 
 
 def juncdt_conn(url: str, **extra: Any) -> dict[str, Any]:
-    return {"conn_type": "juncdt", "host": url, "login": JUNCDT_ACCESS_KEY,
-            "password": JUNCDT_ACCESS_SECRET,
-            "extra": {"classification_secret": JUNCDT_PACKAGE_CODE, "sign_code": "SIGN01", "timeout": 5,
-                      **extra}}
+    return {
+        "conn_type": "juncdt",
+        "host": url,
+        "login": JUNCDT_ACCESS_KEY,
+        "password": JUNCDT_ACCESS_SECRET,
+        "extra": {"classification_secret": JUNCDT_PACKAGE_CODE, "sign_code": "SIGN01", "timeout": 5, **extra},
+    }
 
 
 def set_conn(monkeypatch: pytest.MonkeyPatch, conn_id: str, conn: dict[str, Any]) -> None:
@@ -91,8 +100,12 @@ def connections(gw: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> SandboxSe
 @pytest.fixture(scope="session")
 def airflow_db() -> Path:
     """A migrated metadata database (SQLite in the test AIRFLOW_HOME), for real DAG runs."""
-    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True,
-                   env=os.environ.copy())
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        check=True,
+        capture_output=True,
+        env=os.environ.copy(),
+    )
     return _HOME
 
 
@@ -125,15 +138,18 @@ def run_dag(dag_id: str, **kwargs: Any) -> DagRunResult:
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        dag = next(v for v in vars(module).values() if getattr(v, "dag_id", None) == dag_id
-                   and hasattr(v, "test"))
+        dag = next(
+            v for v in vars(module).values() if getattr(v, "dag_id", None) == dag_id and hasattr(v, "test")
+        )
         break
     else:
         raise LookupError(dag_id)
     run = dag.test(**kwargs)
     with create_session() as session:
         tasks = {(ti.task_id, ti.map_index): str(ti.state) for ti in run.get_task_instances(session=session)}
-        rows = session.query(XComModel).filter(XComModel.dag_id == dag_id, XComModel.run_id == run.run_id).all()
+        rows = (
+            session.query(XComModel).filter(XComModel.dag_id == dag_id, XComModel.run_id == run.run_id).all()
+        )
         xcoms = {(r.task_id, r.map_index, r.key): r.value for r in rows}
     return DagRunResult(str(run.state), tasks, xcoms)
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_sms.dispatch.engine import Campaign, CampaignOptions
-from airflow_provider_sms.dispatch.outcomes import Outcome, Summary
+from airflow_provider_sms.dispatch.outcomes import Summary
 from airflow_provider_sms.dispatch.recipients import Cleaner, rows_from_file, rows_from_items
 from airflow_provider_sms.dispatch.report import ReportWriter
 from airflow_provider_sms.dispatch.retry import RetryPolicy
@@ -31,21 +31,36 @@ def numbers(n: int, start: int = 0) -> list[str]:
     return [f"138{start + i:08d}" for i in range(n)]
 
 
-async def run_mms(server: SandboxServer, items: list[Any], *, per_request: int = 100,
-                  report: ReportWriter | None = None, **options: Any) -> Summary:
+async def run_mms(
+    server: SandboxServer,
+    items: list[Any],
+    *,
+    per_request: int = 100,
+    report: ReportWriter | None = None,
+    **options: Any,
+) -> Summary:
     sender = MmsSender(ihuyi(server), "1001", pid=1, send_time="", numbers_per_request=per_request)
     opts = CampaignOptions(**{"concurrency": 8, "retry": FAST_RETRY, **options})
-    return await Campaign(sender, lambda: rows_from_items(items), lambda: Cleaner(use_params=False), opts,
-                          report=report).run()
+    return await Campaign(
+        sender, lambda: rows_from_items(items), lambda: Cleaner(use_params=False), opts, report=report
+    ).run()
 
 
-async def run_sms(server: SandboxServer, items: list[Any], *, per_request: int = 1,
-                  params: dict[str, str] | None = None, report: ReportWriter | None = None,
-                  template: str = "TPL_CODE", **options: Any) -> Summary:
+async def run_sms(
+    server: SandboxServer,
+    items: list[Any],
+    *,
+    per_request: int = 1,
+    params: dict[str, str] | None = None,
+    report: ReportWriter | None = None,
+    template: str = "TPL_CODE",
+    **options: Any,
+) -> Summary:
     sender = SmsSender(juncdt(server), template, sign_code=None, numbers_per_request=per_request)
     opts = CampaignOptions(**{"concurrency": 8, "retry": FAST_RETRY, **options})
-    return await Campaign(sender, lambda: rows_from_items(items), lambda: Cleaner(shared_params=params), opts,
-                          report=report).run()
+    return await Campaign(
+        sender, lambda: rows_from_items(items), lambda: Cleaner(shared_params=params), opts, report=report
+    ).run()
 
 
 def requests_log(server: SandboxServer) -> list[dict[str, Any]]:
@@ -72,14 +87,18 @@ async def test_juncdt_joins_only_equal_params(gw: SandboxServer) -> None:
     summary = await run_sms(gw, rows, per_request=500)
     assert summary.counts["accepted"] == 40
     assert summary.requests == 2
-    by_request = collections.Counter(json.dumps(d["params"], sort_keys=True) for d in deliveries(gw, "juncdt"))
+    by_request = collections.Counter(
+        json.dumps(d["params"], sort_keys=True) for d in deliveries(gw, "juncdt")
+    )
     assert by_request == {'{"code": "1"}': 20, '{"code": "2"}': 20}
 
 
 async def test_personalised_rows_checked_before_sending(gw: SandboxServer) -> None:
-    rows = [{"phone": "13800000001", "params": {"name": "a", "order": "1"}},
-            {"phone": "13800000002", "params": {"name": "b"}},
-            {"phone": "13800000003", "params": {"name": "c", "order": "3", "extra": "x"}}]
+    rows = [
+        {"phone": "13800000001", "params": {"name": "a", "order": "1"}},
+        {"phone": "13800000002", "params": {"name": "b"}},
+        {"phone": "13800000003", "params": {"name": "c", "order": "3", "extra": "x"}},
+    ]
     summary = await run_sms(gw, rows, template="TPL_NOTICE")
     assert summary.counts["accepted"] == 1 and summary.counts["rejected"] == 2
     reasons = " ".join(summary.reasons)
@@ -89,8 +108,13 @@ async def test_personalised_rows_checked_before_sending(gw: SandboxServer) -> No
 async def test_rate_limit_is_never_exceeded(gw: SandboxServer) -> None:
     rate = 50
     started = time.monotonic()
-    summary = await run_sms(gw, [{"phone": n} for n in numbers(150)], params={"code": "1"},
-                            concurrency=32, requests_per_second=rate)
+    summary = await run_sms(
+        gw,
+        [{"phone": n} for n in numbers(150)],
+        params={"code": "1"},
+        concurrency=32,
+        requests_per_second=rate,
+    )
     elapsed = time.monotonic() - started
     assert summary.counts["accepted"] == 150
     stamps = sorted(r["at"] for r in requests_log(gw))
@@ -100,15 +124,21 @@ async def test_rate_limit_is_never_exceeded(gw: SandboxServer) -> None:
 
 
 async def test_transient_codes_retried_then_succeed(gw: SandboxServer) -> None:
-    control(gw, "POST", "/_sandbox/force", {"gateway": "juncdt", "method": "sendMessage", "code": "10001",
-                                            "times": 2})
+    control(
+        gw,
+        "POST",
+        "/_sandbox/force",
+        {"gateway": "juncdt", "method": "sendMessage", "code": "10001", "times": 2},
+    )
     summary = await run_sms(gw, ["13800000001"], params={"code": "1"}, concurrency=1)
     assert summary.counts["accepted"] == 1 and summary.requests == 3
     assert len(deliveries(gw)) == 1
 
 
 async def test_transient_exhausted_is_failed_with_the_gateway_words(gw: SandboxServer) -> None:
-    control(gw, "POST", "/_sandbox/force", {"gateway": "ihuyi", "method": "SendMms", "code": "0", "times": 10})
+    control(
+        gw, "POST", "/_sandbox/force", {"gateway": "ihuyi", "method": "SendMms", "code": "0", "times": 10}
+    )
     summary = await run_mms(gw, ["13800000001"], concurrency=1)
     assert summary.counts["failed"] == 1 and summary.requests == FAST_RETRY.max_attempts
     assert any(key.startswith("failed: 0 ") for key in summary.reasons)
@@ -124,8 +154,12 @@ async def test_5xx_retried(gw: SandboxServer) -> None:
 
 
 async def test_unknown_code_fails_that_batch_only(gw: SandboxServer) -> None:
-    control(gw, "POST", "/_sandbox/force", {"gateway": "juncdt", "method": "sendMessage", "code": "39999",
-                                            "msg": "新规则", "times": 1})
+    control(
+        gw,
+        "POST",
+        "/_sandbox/force",
+        {"gateway": "juncdt", "method": "sendMessage", "code": "39999", "msg": "新规则", "times": 1},
+    )
     summary = await run_sms(gw, numbers(5), params={"code": "1"}, concurrency=1)
     assert summary.counts == {**summary.counts, "accepted": 4, "failed": 1}
     assert summary.requests == 5 and summary.stopped is None
@@ -154,8 +188,7 @@ async def test_fatal_stops_new_requests_and_reports_everyone(gw: SandboxServer) 
     assert summary.counts["not_sent"] + summary.counts["failed"] == 1700
     rows = list(csv.DictReader(io.StringIO(buffer.getvalue())))
     assert len(rows) == 2000
-    assert collections.Counter(r["outcome"] for r in rows) == {
-        k: v for k, v in summary.counts.items() if v}
+    assert collections.Counter(r["outcome"] for r in rows) == {k: v for k, v in summary.counts.items() if v}
     assert all("****" in r["phone"] for r in rows)
 
 
@@ -167,8 +200,7 @@ async def test_ambiguous_not_resent_unless_asked(gw: SandboxServer) -> None:
 
 
 async def test_dry_run_sends_nothing_and_estimates(gw: SandboxServer) -> None:
-    summary = await run_mms(gw, [*numbers(1050), "bad"], per_request=100, dry_run=True,
-                            requests_per_second=5)
+    summary = await run_mms(gw, [*numbers(1050), "bad"], per_request=100, dry_run=True, requests_per_second=5)
     assert summary.dry_run and summary.estimate is not None
     assert summary.estimate["requests"] == 11 and summary.estimate["recipients"] == 1050
     assert summary.estimate["estimated_seconds"] >= 2.0
@@ -186,8 +218,13 @@ async def test_jsonl_report_and_file_source(gw: SandboxServer, tmp_path: Path) -
     source.write_text("phone,code\n13800000001,11\n13800000002,22\nbad,33\n", encoding="utf-8")
     out = io.StringIO()
     sender = SmsSender(juncdt(gw), "TPL_CODE", sign_code=None, numbers_per_request=1)
-    summary = await Campaign(sender, lambda: rows_from_file(source, source.name), Cleaner,
-                             CampaignOptions(concurrency=2), report=ReportWriter(out, "jsonl")).run()
+    summary = await Campaign(
+        sender,
+        lambda: rows_from_file(source, source.name),
+        Cleaner,
+        CampaignOptions(concurrency=2),
+        report=ReportWriter(out, "jsonl"),
+    ).run()
     assert summary.counts["accepted"] == 2 and summary.counts["rejected"] == 1
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
     assert sorted(line["row"] for line in lines) == [0, 1, 2]

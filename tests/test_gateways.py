@@ -39,13 +39,22 @@ def ihuyi(server: SandboxServer, timeout: float = 5.0, password: str = IHUYI_PAS
 
 
 def juncdt(server: SandboxServer, timeout: float = 5.0) -> JuncdtClient:
-    return JuncdtClient(JUNCDT_ACCESS_KEY, JUNCDT_ACCESS_SECRET, JUNCDT_PACKAGE_CODE,
-                        HttpSettings(server.url, timeout=timeout), default_sign_code="SIGN01")
+    return JuncdtClient(
+        JUNCDT_ACCESS_KEY,
+        JUNCDT_ACCESS_SECRET,
+        JUNCDT_PACKAGE_CODE,
+        HttpSettings(server.url, timeout=timeout),
+        default_sign_code="SIGN01",
+    )
 
 
 def force(server: SandboxServer, gateway: str, method: str, code: str, msg: str | None = None) -> None:
-    control(server, "POST", "/_sandbox/force",
-            {"gateway": gateway, "method": method, "code": code, "msg": msg, "times": 1})
+    control(
+        server,
+        "POST",
+        "/_sandbox/force",
+        {"gateway": gateway, "method": method, "code": code, "msg": msg, "times": 1},
+    )
 
 
 def faults(server: SandboxServer, **settings: object) -> None:
@@ -134,8 +143,9 @@ def test_juncdt_natural_codes(gw: SandboxServer) -> None:
     assert client.send([NUMBER], "TPL_CODE", {"wrong": "1"}).code == "30014"
     assert client.send([NUMBER], "NOPE", {"code": "1"}).code == "30006"
     assert client.send(["14012345678"], "TPL_CODE", {"code": "1"}).code == "30018"
-    bad_key = JuncdtClient("nope", JUNCDT_ACCESS_SECRET, JUNCDT_PACKAGE_CODE, HttpSettings(gw.url),
-                           default_sign_code="SIGN01")
+    bad_key = JuncdtClient(
+        "nope", JUNCDT_ACCESS_SECRET, JUNCDT_PACKAGE_CODE, HttpSettings(gw.url), default_sign_code="SIGN01"
+    )
     assert bad_key.send([NUMBER], "TPL_CODE", {"code": "1"}).code == "30024"
     assert [d["number"] for d in deliveries(gw, "juncdt")] == [NUMBER]
 
@@ -156,8 +166,12 @@ def test_create_mms_stores_a_template(gw: SandboxServer) -> None:
 # Reply shapes.
 @pytest.mark.parametrize(
     "shape",
-    [{"ihuyi_namespace": True}, {"ihuyi_namespace": False}, {"ihuyi_prefixed_namespace": True},
-     {"ihuyi_encoding": "gbk"}],
+    [
+        {"ihuyi_namespace": True},
+        {"ihuyi_namespace": False},
+        {"ihuyi_prefixed_namespace": True},
+        {"ihuyi_encoding": "gbk"},
+    ],
 )
 def test_reply_shapes_parse_the_same(gw: SandboxServer, shape: dict[str, object]) -> None:
     faults(gw, **shape)
@@ -181,7 +195,7 @@ def test_non_xml_replies_are_transport_faults(gw: SandboxServer, hostile: str, a
 
 def test_html_error_page_is_never_success(gw: SandboxServer) -> None:
     faults(gw, malformed_rate=1.0)
-    with pytest.raises(TransportError, match="not well-formed|XML") as info:
+    with pytest.raises(TransportError, match=r"not well-formed|XML") as info:
         ihuyi(gw).send_mms([NUMBER], "1001")
     assert info.value.ambiguous
 
@@ -268,8 +282,9 @@ def thief() -> Iterator[str]:
 
 
 @pytest.mark.parametrize("use_async", [False, True])
-async def test_redirect_is_refused_and_credentials_stay_home(gw: SandboxServer, thief: str,
-                                                             use_async: bool) -> None:
+async def test_redirect_is_refused_and_credentials_stay_home(
+    gw: SandboxServer, thief: str, use_async: bool
+) -> None:
     faults(gw, hostile="redirect", redirect_to=thief)
     client = ihuyi(gw)
     with pytest.raises(TransportError, match="redirect") as info:

@@ -61,13 +61,21 @@ def test_bad_input_refused_before_sending(connections: SandboxServer) -> None:
 
 def test_codes_become_errors_of_their_class(connections: SandboxServer) -> None:
     hook = IhuyiHook()
-    control(connections, "POST", "/_sandbox/force",
-            {"gateway": "ihuyi", "method": "SendMms", "code": "4051", "times": 1})
+    control(
+        connections,
+        "POST",
+        "/_sandbox/force",
+        {"gateway": "ihuyi", "method": "SendMms", "code": "4051", "times": 1},
+    )
     with pytest.raises(FatalGatewayError, match="4051") as info:
         hook.send_mms("13812348000", "1001")
     assert info.value.reply.message  # the gateway's own words
-    control(connections, "POST", "/_sandbox/force",
-            {"gateway": "ihuyi", "method": "SendMms", "code": "0", "times": 1})
+    control(
+        connections,
+        "POST",
+        "/_sandbox/force",
+        {"gateway": "ihuyi", "method": "SendMms", "code": "0", "times": 1},
+    )
     with pytest.raises(TransientGatewayError):
         hook.send_mms("13812348000", "1001")
     control(connections, "POST", "/_sandbox/accounts", {"ihuyi": {"blacklist": ["13812348000"]}})
@@ -82,8 +90,9 @@ def test_juncdt_hook_personalised_send(connections: SandboxServer) -> None:
     assert delivery["params"] == {"name": "王", "order": "A1"}
 
 
-def test_juncdt_batch_limit_is_a_connection_option(connections: SandboxServer,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_juncdt_batch_limit_is_a_connection_option(
+    connections: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with pytest.raises(InvalidInputError, match="exceed one request"):
         JuncdtHook().send_sms(["13812348000", "13900001111"], "TPL_PLAIN")
     set_conn(monkeypatch, "juncdt_batch", juncdt_conn(connections.url, numbers_per_request=500))
@@ -105,8 +114,9 @@ def test_connection_checks(connections: SandboxServer, monkeypatch: pytest.Monke
     assert deliveries(connections) == []
 
 
-def test_wrong_connection_type_and_missing_secret(connections: SandboxServer,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_wrong_connection_type_and_missing_secret(
+    connections: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with pytest.raises(InvalidInputError, match="expected 'ihuyi'"):
         IhuyiHook("juncdt_default").get_balance()
     conn = juncdt_conn(connections.url)
@@ -116,15 +126,20 @@ def test_wrong_connection_type_and_missing_secret(connections: SandboxServer,
         JuncdtHook("juncdt_nosecret").send_sms("13812348000", "TPL_PLAIN")
 
 
-def test_no_secret_in_logs_or_errors(connections: SandboxServer, monkeypatch: pytest.MonkeyPatch,
-                                     caplog: pytest.LogCaptureFixture) -> None:
+def test_no_secret_in_logs_or_errors(
+    connections: SandboxServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     texts: list[str] = []
     hook = IhuyiHook()
     hook.send_mms("13812348000", "1001")
     for forced in ("405", "4050", "0"):
-        control(connections, "POST", "/_sandbox/force",
-                {"gateway": "ihuyi", "method": "SendMms", "code": forced, "times": 1})
+        control(
+            connections,
+            "POST",
+            "/_sandbox/force",
+            {"gateway": "ihuyi", "method": "SendMms", "code": forced, "times": 1},
+        )
         with pytest.raises(Exception) as info:
             hook.send_mms("13812348000", "1001")
         texts.append(str(info.value) + repr(info.value))
@@ -143,8 +158,14 @@ def test_no_secret_in_logs_or_errors(connections: SandboxServer, monkeypatch: py
 
 
 def _airflow(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "airflow", *args], capture_output=True, text=True,
-                          env=env, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "airflow", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
 
 
 def test_airflow_cli_lists_provider_and_tests_connections(gw: SandboxServer, airflow_db: object) -> None:

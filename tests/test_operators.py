@@ -16,25 +16,29 @@ from tests.conftest import control, deliveries, run_dag
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
 
-def test_etl_then_personalised_sms(connections: SandboxServer, tmp_path: Path,
-                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_etl_then_personalised_sms(
+    connections: SandboxServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("AIRFLOW_VAR_SMS_REPORT_DIR", str(tmp_path))
     result = run_dag("example_sms_after_etl")
     assert result.state == "success", result.tasks
     summary = result.xcom("notify_shipped")
     assert summary["accepted"] == 3 and summary["duplicate"] == 1 and summary["total"] == 4
     got = {d["number"]: d["params"] for d in deliveries(connections, "juncdt")}
-    assert got == {"13800138001": {"name": "王芳", "order": "A1001"},
-                   "13900138002": {"name": "李雷", "order": "A1002"},
-                   "13700138003": {"name": "赵敏", "order": "A1003"}}
+    assert got == {
+        "13800138001": {"name": "王芳", "order": "A1001"},
+        "13900138002": {"name": "李雷", "order": "A1002"},
+        "13700138003": {"name": "赵敏", "order": "A1003"},
+    }
     [report] = list(tmp_path.glob("shipped-*.csv"))
     rows = list(csv.DictReader(report.open(encoding="utf-8")))
     assert len(rows) == 4 and all("****" in r["phone"] for r in rows)
     assert len(json.dumps(summary)) < 2048  # a summary, never the audience
 
 
-def test_balance_gated_campaign(connections: SandboxServer, tmp_path: Path,
-                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_balance_gated_campaign(
+    connections: SandboxServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SMS_EXAMPLE_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("SMS_EXAMPLE_AUDIENCE", "1500")
     control(connections, "POST", "/_sandbox/accounts", {"ihuyi": {"balance": 100}})
@@ -58,8 +62,9 @@ def test_balance_gated_campaign(connections: SandboxServer, tmp_path: Path,
     assert state["ihuyi"]["balance"] == 5000 - 1500
 
 
-def test_mapped_campaign_shares_one_dedupe_key(connections: SandboxServer, tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_mapped_campaign_shares_one_dedupe_key(
+    connections: SandboxServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SMS_EXAMPLE_DATA_DIR", str(tmp_path))
     result = run_dag("example_sms_mapped_campaign")
     assert result.state == "success", result.tasks
@@ -84,15 +89,20 @@ def test_fatal_answer_fails_the_task_and_still_reports(connections: SandboxServe
 
 
 def test_bad_input_fails_before_any_request(connections: SandboxServer) -> None:
-    for conf in ({"mobiles": []}, {"mobiles": ["13800000001"], "mmsid": "abc"},
-                 {"mobiles": ["13800000001"], "send_time": "2001-01-01 00:00:00"}):
+    for conf in (
+        {"mobiles": []},
+        {"mobiles": ["13800000001"], "mmsid": "abc"},
+        {"mobiles": ["13800000001"], "send_time": "2001-01-01 00:00:00"},
+    ):
         result = run_dag("sms_test_mms", run_conf=conf)
         assert result.task("send") == "failed", conf
     assert control(connections, "GET", "/_sandbox/requests")["requests"] == []
 
 
 def test_dry_run_through_airflow(connections: SandboxServer) -> None:
-    result = run_dag("sms_test_mms", run_conf={"mobiles": [f"139{i:08d}" for i in range(250)], "dry_run": True})
+    result = run_dag(
+        "sms_test_mms", run_conf={"mobiles": [f"139{i:08d}" for i in range(250)], "dry_run": True}
+    )
     assert result.task("send") == "success"
     summary = result.xcom("send")
     assert summary["dry_run"] and summary["estimate"]["requests"] == 3

@@ -72,10 +72,14 @@ def test_send_time_forms() -> None:
 
 def test_xml_any_root_any_namespace_and_gbk() -> None:
     plain = b"<R><code>2</code><msg>ok</msg><num>19455</num></R>"
-    ns = ('<?xml version="1.0" encoding="utf-8"?><GetNumResult xmlns="http://106.ihuyi.cn/">'
-          "<code>2</code><msg>查询成功</msg><num>19455</num></GetNumResult>").encode()
-    gbk = ('<?xml version="1.0" encoding="gbk"?><SubmitResult xmlns="http://106.ihuyi.cn/">'
-           "<code>4051</code><msg>剩余条数不足</msg></SubmitResult>").encode("gbk")
+    ns = (
+        '<?xml version="1.0" encoding="utf-8"?><GetNumResult xmlns="http://106.ihuyi.cn/">'
+        "<code>2</code><msg>查询成功</msg><num>19455</num></GetNumResult>"
+    ).encode()
+    gbk = (
+        '<?xml version="1.0" encoding="gbk"?><SubmitResult xmlns="http://106.ihuyi.cn/">'
+        "<code>4051</code><msg>剩余条数不足</msg></SubmitResult>"
+    ).encode("gbk")
     assert parse_xml_fields(plain)["num"] == "19455"
     assert parse_xml_fields(ns) == {"code": "2", "msg": "查询成功", "num": "19455"}
     assert parse_xml_fields(gbk)["msg"] == "剩余条数不足"

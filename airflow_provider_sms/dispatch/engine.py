@@ -170,10 +170,11 @@ class Campaign:
         attempts = 0
         last = ("", "")
         while True:
-            await self.limiter.acquire()
             if self.stopped:
                 return Verdict(Outcome.NOT_SENT, "stopped", self.stopped, attempts=attempts)
             await self.ledger.mark_sending(phones)
+            # The rate slot is taken last, so the request leaves right at its slot.
+            await self.limiter.acquire()
             if self.stopped:  # re-check: no await between this check and the request
                 return Verdict(Outcome.NOT_SENT, "stopped", self.stopped, attempts=attempts)
             attempts += 1
@@ -265,6 +266,7 @@ class Campaign:
             if self.options.preflight is not None:
                 unique, _ = await self._count()
                 await self.options.preflight(max(0, unique - await self.ledger.done_count()))
+            await self.sender.warm_up()
             queue: asyncio.Queue[list[Recipient] | None] = asyncio.Queue(maxsize=self.options.concurrency)
             workers = [asyncio.create_task(self._work(queue)) for _ in range(self.options.concurrency)]
             progress = asyncio.create_task(self._progress())

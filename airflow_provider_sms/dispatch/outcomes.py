@@ -72,6 +72,8 @@ class Summary:
         return self.total - self.counts[Outcome.DUPLICATE.value]
 
     def failed_ratio(self) -> float:
+        if self.dry_run:
+            return 0.0
         attempted = self.counts["accepted"] + self.counts["failed"] + self.counts["not_sent"]
         bad = self.counts["failed"] + self.counts["not_sent"]
         return bad / attempted if attempted else 0.0

@@ -23,7 +23,7 @@ _PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
 class Openable(Protocol):
     """``pathlib.Path`` or Airflow's ``ObjectStoragePath`` (local, S3, GCS... through fsspec)."""
 
-    def open(self, mode: str = ..., *args: Any, **kwargs: Any) -> IO[Any]: ...
+    def open(self, mode: str, /) -> IO[Any]: ...
 
 
 @dataclass(frozen=True, slots=True)

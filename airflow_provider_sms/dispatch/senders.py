@@ -32,6 +32,8 @@ class BatchSender(Protocol):
 
     def gateway_id(self, reply: GatewayReply) -> str: ...
 
+    async def warm_up(self) -> None: ...
+
     async def aclose(self) -> None: ...
 
 
@@ -63,6 +65,9 @@ class MmsSender:
 
     def gateway_id(self, reply: GatewayReply) -> str:
         return reply.ids.get("mmsid", "")
+
+    async def warm_up(self) -> None:
+        await self.client.warm_up()
 
     async def aclose(self) -> None:
         await self.client.aclose()
@@ -100,6 +105,9 @@ class SmsSender:
 
     def gateway_id(self, reply: GatewayReply) -> str:
         return ""
+
+    async def warm_up(self) -> None:
+        await self.client.warm_up()
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -41,6 +41,10 @@ class GatewayClient:
             self._async = transport.make_async_client(self.settings, self.max_connections)
         return self._async
 
+    async def warm_up(self) -> None:
+        """Build the async client now, so the first request does not pay for it at its send time."""
+        self.ahttp  # noqa: B018 - the property builds and caches the client
+
     def _parse(
         self, method: str, body: bytes, parse: Callable[[bytes], GatewayReply], *, is_send: bool
     ) -> GatewayReply:

@@ -109,13 +109,18 @@ def make_sync_client(settings: HttpSettings) -> httpx.Client:
 
 
 def make_async_client(settings: HttpSettings, max_connections: int = 64) -> httpx.AsyncClient:
+    """Call inside the event loop that will use it: the aiohttp session is built here."""
     from httpx_aiohttp import AiohttpTransport
 
     limits = httpx.Limits(
         max_connections=max_connections, max_keepalive_connections=max_connections, keepalive_expiry=4.0
     )
+    transport = AiohttpTransport(verify=settings.verify, limits=limits, trust_env=False)
+    # Build the session now rather than inside the first request, which would stall the event loop
+    # (and a rate limiter's schedule) at the moment that request should leave.
+    transport.client = transport.get_client()
     return httpx.AsyncClient(
-        transport=AiohttpTransport(verify=settings.verify, limits=limits, trust_env=False),
+        transport=transport,
         timeout=httpx.Timeout(settings.timeout),
         follow_redirects=False,
         trust_env=False,

@@ -113,7 +113,7 @@ class JuncdtHook(BaseHook):
         params: Mapping[str, Any] | None = None,
         sign_code: str | None = None,
         *,
-        template_params: list[str] | None = None,
+        param_names: list[str] | None = None,
         template_text: str | None = None,
         bulk: BulkSettings | None = None,
         ledger: Ledger | None = None,
@@ -122,7 +122,7 @@ class JuncdtHook(BaseHook):
         """Send a templated SMS to any number of recipients through the bulk engine.
 
         ``recipients``: numbers, or ``{"phone": ..., "params": {...}}`` rows (row params override
-        ``params``), or a CSV/JSONL file URI. ``template_params`` / ``template_text`` (``${name}``
+        ``params``), or a CSV/JSONL file URI. ``param_names`` / ``template_text`` (``${name}``
         placeholders) let every row be checked, and the 300-character limit, before any request.
         """
         settings = bulk or BulkSettings()
@@ -138,7 +138,7 @@ class JuncdtHook(BaseHook):
         def cleaner() -> Cleaner:
             return Cleaner(
                 shared_params=shared,
-                param_names=template_params,
+                param_names=param_names,
                 template_text=template_text,
                 max_chars=juncdt.MAX_CONTENT_CHARS,
             )

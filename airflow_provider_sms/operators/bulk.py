@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from airflow_provider_sms.dispatch.outcomes import Summary
     from airflow_provider_sms.hooks.bulk import BulkSettings
 
-BULK_TEMPLATE_FIELDS = ("dedupe_key", "report_uri", "dry_run", "requests_per_second", "concurrency")
+BULK_TEMPLATE_FIELDS = ("dedupe_key", "report_uri", "is_dry_run", "requests_per_second", "concurrency")
 
 
 def ledger_url_from_connection(conn_id: str) -> str:
@@ -105,7 +105,7 @@ class BulkSendOperator(BaseOperator):
         self.requests_per_second = requests_per_second
         self.numbers_per_request = numbers_per_request
         self.max_attempts = max_attempts
-        self.dry_run = dry_run
+        self.is_dry_run = dry_run  # BaseOperator.dry_run() is a method
         self.report_uri = report_uri
         self.report_format = report_format
         self.report_unmasked = report_unmasked
@@ -126,7 +126,7 @@ class BulkSendOperator(BaseOperator):
             requests_per_second=float(self.requests_per_second) if self.requests_per_second else None,
             numbers_per_request=self.numbers_per_request,
             max_attempts=self.max_attempts,
-            dry_run=str(self.dry_run).lower() in ("true", "1"),
+            dry_run=str(self.is_dry_run).lower() in ("true", "1"),
             resend_ambiguous=self.resend_ambiguous,
             report_uri=self.report_uri or None,
             report_format=self.report_format,

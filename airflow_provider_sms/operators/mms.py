@@ -9,7 +9,7 @@ from airflow_provider_sms.operators.bulk import BULK_TEMPLATE_FIELDS, BulkSendOp
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from airflow.sdk import Context
+    from airflow.sdk import Context, XComArg
 
     from airflow_provider_sms.dispatch.ledger import Ledger
     from airflow_provider_sms.dispatch.outcomes import Summary
@@ -43,7 +43,7 @@ class MmsSendOperator(BulkSendOperator):
         self,
         *,
         mobiles: Any,
-        mmsid: str | int,
+        mmsid: str | int | XComArg,
         pid: int | None = None,
         send_time: Any = None,
         ihuyi_conn_id: str = "ihuyi_default",
@@ -62,10 +62,10 @@ class MmsSendOperator(BulkSendOperator):
         from airflow_provider_sms.hooks.ihuyi import IhuyiHook
 
         hook = IhuyiHook(ihuyi_conn_id=self.ihuyi_conn_id)
-        pid = int(self.pid) if self.pid not in (None, "") else None
+        pid = int(self.pid) if self.pid is not None and str(self.pid).strip() else None
         return hook.send_bulk(
             self.mobiles,
-            self.mmsid,
+            str(self.mmsid),  # rendered by now (an XComArg resolves to the id)
             pid,
             self.send_time or None,
             bulk=bulk,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from airflow.sdk.definitions.param import ParamsDict
+
 from airflow_provider_sms.operators.bulk import BULK_TEMPLATE_FIELDS, BulkSendOperator
 
 if TYPE_CHECKING:
@@ -22,9 +24,10 @@ class SmsSendOperator(BulkSendOperator):
     :param recipients: numbers, or ``{"phone": ..., "params": {...}}`` rows for personalised messages
         (row params override the shared ``params``), from a list or an XCom, or a CSV (a ``phone``
         column, other columns are params) / JSON Lines file path or URI.
-    :param params: template variables shared by everyone.
+    :param params: template variables shared by everyone (values may use Jinja). Airflow also keeps
+        them as the task's Params; DAG-level Params are not sent.
     :param sign_code: approved signature; default from the connection's ``sign_code`` extra.
-    :param template_params: the template's variable names: every row is checked against them before
+    :param param_names: the template's variable names: every row is checked against them before
         any request. Without it, rows must all carry the names of the first row.
     :param template_text: the template's text with ``${name}`` placeholders, if you have it: names are
         taken from it and each message is checked against the 300-character limit before sending.
@@ -35,11 +38,11 @@ class SmsSendOperator(BulkSendOperator):
         "recipients",
         "template_code",
         "sign_code",
-        "params",
+        "sms_params",
         "juncdt_conn_id",
         *BULK_TEMPLATE_FIELDS,
     )
-    template_fields_renderers = {"recipients": "json", "params": "json"}  # noqa: RUF012
+    template_fields_renderers = {"recipients": "json", "sms_params": "json"}  # noqa: RUF012
 
     def __init__(
         self,
@@ -48,17 +51,20 @@ class SmsSendOperator(BulkSendOperator):
         template_code: str,
         sign_code: str | None = None,
         params: dict[str, Any] | None = None,
-        template_params: list[str] | None = None,
+        param_names: list[str] | None = None,
         template_text: str | None = None,
         juncdt_conn_id: str = "juncdt_default",
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        # Airflow owns ``params`` on every operator (Params, merged with the DAG's): keep it for them,
+        # and take as template variables only what was given to this task.
+        super().__init__(params=params, **kwargs)
         self.recipients = recipients
         self.template_code = template_code
         self.sign_code = sign_code
-        self.params = params
-        self.template_params = template_params
+        task_params = ParamsDict.filter_params_by_source(ParamsDict(self.params), "task") if params else {}
+        self.sms_params: dict[str, Any] = {key: task_params[key] for key in task_params}
+        self.param_names = param_names
         self.template_text = template_text
         self.juncdt_conn_id = juncdt_conn_id
 
@@ -69,9 +75,9 @@ class SmsSendOperator(BulkSendOperator):
         return hook.send_bulk(
             self.recipients,
             self.template_code,
-            self.params,
+            self.sms_params,
             self.sign_code or None,
-            template_params=self.template_params,
+            param_names=self.param_names,
             template_text=self.template_text,
             bulk=bulk,
             ledger=ledger,

@@ -12,8 +12,13 @@ from airflow_provider_sms.operators.sms import SmsSendOperator
 ARGS = {"retries": 0}
 CONF = "{{ dag_run.conf }}"
 
-with DAG("sms_test_mms", schedule=None, start_date=datetime(2026, 1, 1), render_template_as_native_obj=True,
-         default_args=ARGS) as mms_dag:
+with DAG(
+    "sms_test_mms",
+    schedule=None,
+    start_date=datetime(2026, 1, 1),
+    render_template_as_native_obj=True,
+    default_args=ARGS,
+) as mms_dag:
     MmsSendOperator(
         task_id="send",
         mobiles="{{ dag_run.conf['mobiles'] }}",
@@ -25,16 +30,26 @@ with DAG("sms_test_mms", schedule=None, start_date=datetime(2026, 1, 1), render_
         max_failed_ratio=0.5,
     )
 
-with DAG("sms_test_mms_guarded", schedule=None, start_date=datetime(2026, 1, 1),
-         render_template_as_native_obj=True, default_args=ARGS) as guarded_dag:
+with DAG(
+    "sms_test_mms_guarded",
+    schedule=None,
+    start_date=datetime(2026, 1, 1),
+    render_template_as_native_obj=True,
+    default_args=ARGS,
+) as guarded_dag:
     MmsSendOperator(task_id="send", mobiles="{{ dag_run.conf['mobiles'] }}", mmsid="1001", check_balance=True)
 
-with DAG("sms_test_sms", schedule=None, start_date=datetime(2026, 1, 1), render_template_as_native_obj=True,
-         default_args=ARGS) as sms_dag:
+with DAG(
+    "sms_test_sms",
+    schedule=None,
+    start_date=datetime(2026, 1, 1),
+    render_template_as_native_obj=True,
+    default_args=ARGS,
+) as sms_dag:
     SmsSendOperator(
         task_id="send",
         recipients="{{ dag_run.conf['recipients'] }}",
         template_code="{{ dag_run.conf.get('template_code', 'TPL_CODE') }}",
-        params="{{ dag_run.conf.get('params') }}",
+        params={"code": "{{ dag_run.conf.get('code', '1234') }}"},
         report_uri="{{ dag_run.conf.get('report_uri', '') }}",
     )

@@ -1,0 +1,447 @@
+"""The durable ledger on SQLite or PostgreSQL: nobody texted twice, nobody lost, across tries and runs.
+
+One row per (campaign, phone), moving ``claimed -> sending -> accepted | rejected | failed | ambiguous |
+not_sent``. ``sending`` is committed before a request starts, so a crash mid-request leaves proof that
+the number may have been texted: the next try reports it AMBIGUOUS instead of texting it again.
+
+All database work runs on one dedicated thread, so the event loop never blocks on I/O and the
+connection is never shared between threads. ``mark_sending`` is group-committed: marks (and buffered
+outcomes) that arrive while a transaction runs go together into the next one, so 64+ concurrent
+workers cost a few commits per second instead of one per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sqlite3
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    and_,
+    any_,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    inspect,
+    literal,
+    or_,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+
+from airflow_provider_sms.dispatch.outcomes import Outcome, Verdict
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from sqlalchemy.engine import Connection, Engine
+    from sqlalchemy.sql.elements import ColumnElement
+
+    from airflow_provider_sms.dispatch.recipients import Recipient
+
+T = TypeVar("T")
+
+CLAIMED = "claimed"
+SENDING = "sending"
+# Never delivered: anyone working on the campaign may claim these again.
+REOPENED = (Outcome.FAILED.value, Outcome.NOT_SENT.value, Outcome.REJECTED.value)
+# Sent, or may have been: they count against the balance and are never resent by default.
+DONE = (Outcome.ACCEPTED.value, SENDING, Outcome.AMBIGUOUS.value)
+RECORDABLE = frozenset((Outcome.ACCEPTED.value, Outcome.AMBIGUOUS.value, *REOPENED))
+BACKENDS = ("sqlite", "postgresql")
+FIELDS = ("phone", "status", "code", "message", "gateway_id")  # what an outcome writes
+
+SQLITE_BUSY_TIMEOUT_S = 30  # another process holding the write lock is waited for, not an error
+RETRIES = 3  # deadlock, serialization failure, dropped connection: every transaction can be rerun
+TEXT_LIMIT = 500  # gateway messages are kept for people to read; rows must not grow without bound
+
+AMBIGUOUS_MESSAGE = "a previous try may have delivered it (request started, no reply recorded)"
+
+_Values = tuple[str, str, str, str]  # status, code, message, gateway_id: what one buffered write sets
+_MARK: _Values = (SENDING, "", "", "")
+
+
+class LedgerError(RuntimeError):
+    """The ledger could not keep its promise (a write failed, or a number is not ours any more)."""
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _transient(exc: DBAPIError) -> bool:
+    code = getattr(exc.orig, "pgcode", None) or getattr(exc.orig, "sqlstate", None)
+    return bool(exc.connection_invalidated) or code in ("40P01", "40001")
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # The driver's implicit BEGIN is off; _sqlite_begin issues BEGIN IMMEDIATE instead, taking the
+    # write lock up front: two processes queue (busy_timeout) instead of failing mid-transaction.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_S * 1000}")
+    cursor.execute("PRAGMA journal_mode = WAL")  # readers never block the writer
+    cursor.execute("PRAGMA synchronous = FULL")  # a committed 'sending' survives a power cut too
+    cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class SqlLedger:
+    """The ``Ledger`` on a SQLAlchemy URL (``sqlite:////abs/path.db`` or ``postgresql+psycopg2://...``).
+
+    ``campaign`` is the dedupe key shared by every task that must not text a number twice; ``owner``
+    names one task instance across its tries (no try number), so a retry resumes its own claims.
+    ``flushes`` counts the group-commit transactions (marks and outcomes) written so far.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        campaign: str,
+        owner: str,
+        *,
+        resend_ambiguous: bool = False,
+        table: str = "sms_ledger",
+    ) -> None:
+        parsed = make_url(url)
+        backend = parsed.get_backend_name()
+        if backend not in BACKENDS:
+            raise ValueError(f"the SMS ledger supports SQLite and PostgreSQL, not {backend!r}")
+        if backend == "sqlite" and sqlite3.sqlite_version_info < (3, 35):
+            raise LedgerError(f"the SMS ledger needs SQLite 3.35+, found {sqlite3.sqlite_version}")
+        if not campaign or not owner:
+            raise ValueError("the ledger needs a campaign key and an owner")
+        self.campaign = campaign
+        self.owner = owner
+        self.resend_ambiguous = resend_ambiguous
+        self.flushes = 0
+        port = f":{parsed.port}" if parsed.port else ""
+        self._display = f"{parsed.drivername}://{parsed.host or ''}{port}/{parsed.database or ''}"
+        self._postgres = backend == "postgresql"
+        self._table = Table(
+            table,
+            MetaData(),
+            Column("campaign", Text, nullable=False),
+            Column("phone", String(32), nullable=False),
+            Column("status", String(16), nullable=False),
+            Column("owner", Text, nullable=False),
+            Column("code", Text, nullable=False, default=""),
+            Column("message", Text, nullable=False, default=""),
+            Column("gateway_id", Text, nullable=False, default=""),
+            Column("updated_at", DateTime(timezone=True), nullable=False),
+            # The key is (campaign, phone), indexed number first: rows are always found by number, so
+            # PostgreSQL never plans a scan of a whole campaign from stale statistics (a campaign the
+            # planner has not seen yet looks like a few rows while it holds millions).
+            PrimaryKeyConstraint("phone", "campaign", name=f"{table}_pkey"),
+        )
+        self._build_statements()
+        self._pending: dict[str, _Values] = {}  # phone -> what the next group writes: last call wins
+        self._waiters: list[asyncio.Future[None]] = []  # callers waiting for the next group's commit
+        self._flusher: asyncio.Task[None] | None = None
+        self._lost = 0  # outcomes whose write failed (reported by close)
+        self._error: BaseException | None = None
+        self._closed = False
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sms-ledger")
+        self._engine = self._create_engine(url)
+        try:
+            self._executor.submit(self._create_table).result()
+        except BaseException:
+            self._executor.submit(self._engine.dispose).result()
+            self._executor.shutdown(wait=True)
+            raise
+
+    @classmethod
+    def default_sqlite_url(cls, airflow_home: str) -> str:
+        """``sqlite:///<AIRFLOW_HOME>/sms_ledger.db``: durable on one machine with no connection to set up."""
+        return f"sqlite:///{os.path.abspath(os.path.join(airflow_home, 'sms_ledger.db'))}"
+
+    def __repr__(self) -> str:
+        return f"SqlLedger({self._display!r}, campaign={self.campaign!r}, owner={self.owner!r})"
+
+    # ----- setup ----------------------------------------------------------------------------------
+    def _create_engine(self, url: str) -> Engine:
+        parsed = make_url(url)
+        # hide_parameters: an error message would otherwise carry phone numbers into the task log.
+        options: dict[str, Any] = {"hide_parameters": True}
+        if self._postgres:
+            # One thread, one connection. READ COMMITTED whatever the server default: the claim is
+            # written for it (each statement sees what was committed before it started).
+            options.update(pool_size=1, max_overflow=0, isolation_level="READ COMMITTED")
+            if parsed.get_driver_name() in ("psycopg2", "psycopg"):
+                defaults = {"application_name": "airflow-provider-sms ledger", "connect_timeout": 10}
+                options["connect_args"] = {k: v for k, v in defaults.items() if k not in parsed.query}
+        else:
+            database = parsed.database or ""
+            if database and database != ":memory:" and not database.startswith("file:"):
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            options["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
+        engine = create_engine(parsed, **options)
+        if not self._postgres:
+            event.listen(engine, "connect", _sqlite_connect)
+            event.listen(engine, "begin", _sqlite_begin)
+        return engine
+
+    def _create_table(self) -> None:
+        try:
+            self._table.metadata.create_all(self._engine, checkfirst=True)
+        except DBAPIError:
+            # Mapped task instances start together: another one may have created it a moment ago.
+            if not inspect(self._engine).has_table(self._table.name):
+                raise
+
+    def _build_statements(self) -> None:
+        t = self._table
+        names = ["campaign", "phone", "status", "owner", "code", "message", "gateway_id", "updated_at"]
+        # A list of numbers travels as ONE parameter (a PostgreSQL array, a JSON text on SQLite) that the
+        # server expands: no long IN lists, no SQLite parameter cap, and ~5x cheaper than per-row binds.
+        phone: ColumnElement[Any]
+        if self._postgres:
+            phone = func.unnest(bindparam("phones", type_=postgresql.ARRAY(String))).column_valued("phone")
+            phones = t.c.phone == any_(bindparam("phones", type_=postgresql.ARRAY(String)))
+            insert: postgresql.Insert | sqlite.Insert = postgresql.insert(t)
+        else:
+            phone = func.json_each(bindparam("phones", type_=String)).table_valued("value").c.value
+            phones = t.c.phone.in_(select(phone).scalar_subquery())
+            insert = sqlite.insert(t)
+        blank = literal("", Text)
+        now = bindparam("now", type_=DateTime(timezone=True))
+        # ORDER BY: concurrent claimers lock rows in the same order and so cannot deadlock.
+        # WHERE true: without it SQLite would parse ON CONFLICT as the ON of a join.
+        source = select(
+            literal(self.campaign, Text), phone, literal(CLAIMED, String), literal(self.owner, Text),
+            blank, blank, blank, now,
+        ).where(true()).order_by(phone)  # fmt: skip
+        insert = insert.from_select(names, source)
+        own = (CLAIMED, SENDING, Outcome.AMBIGUOUS.value) if self.resend_ambiguous else (CLAIMED,)
+        # One statement claims new numbers and takes back re-claimable ones. On conflict the existing
+        # row is locked and the WHERE re-checked against its latest committed version (also under
+        # READ COMMITTED), so of two concurrent claimers exactly one gets each number, and RETURNING
+        # names exactly the numbers this call got.
+        self._claim = insert.on_conflict_do_update(
+            index_elements=[t.c.phone, t.c.campaign],
+            set_={name: insert.excluded[name] for name in names[2:]},
+            where=or_(t.c.status.in_(REOPENED), and_(t.c.owner == self.owner, t.c.status.in_(own))),
+        ).returning(t.c.phone)
+        ours = and_(t.c.campaign == self.campaign, t.c.owner == self.owner, phones)
+        self._select = select(t.c.phone, t.c.status, t.c.owner).where(t.c.campaign == self.campaign, phones)
+        self._mark = update(t).where(ours).values(status=SENDING, updated_at=now)
+        # Outcomes differ per request (gateway ids). PostgreSQL: a group's outcomes in ONE statement,
+        # as parallel arrays the server unpacks (= ANY as well as the join: an index scan on the key
+        # even before the table has statistics). SQLite runs in-process: executemany of a keyed UPDATE
+        # costs no round trips (and an UPDATE ... FROM json_each may be planned as a scan).
+        if self._postgres:
+            arrays = [bindparam(f"r_{field}", type_=postgresql.ARRAY(Text)) for field in FIELDS]
+            rows = func.unnest(*arrays).table_valued(*FIELDS).render_derived()
+            given: dict[str, Any] = {field: rows.c[field] for field in FIELDS}
+            key = and_(t.c.phone == given["phone"], t.c.phone == any_(arrays[0]))
+        else:
+            given = {field: bindparam(f"r_{field}", type_=Text) for field in FIELDS}
+            key = t.c.phone == given["phone"]
+        values = {**{field: given[field] for field in FIELDS[1:]}, "updated_at": now}
+        self._record = (
+            update(t).where(t.c.campaign == self.campaign, t.c.owner == self.owner, key).values(values)
+        )
+        done = t.c.status.in_(DONE)
+        self._count = select(func.count()).select_from(t).where(t.c.campaign == self.campaign, done)
+
+    # ----- database work (on the ledger thread only) ----------------------------------------------
+    def _transaction(self, work: Callable[[Connection], T]) -> T:
+        for attempt in range(RETRIES):
+            try:
+                with self._engine.begin() as conn:
+                    return work(conn)
+            except DBAPIError as exc:
+                if attempt + 1 < RETRIES and _transient(exc):
+                    time.sleep(0.05 * 2**attempt)
+                    continue
+                raise
+        raise AssertionError("unreachable")
+
+    def _numbers(self, phones: list[str]) -> Any:
+        return phones if self._postgres else json.dumps(phones)
+
+    def _claim_sync(self, phones: list[str]) -> dict[str, Verdict]:
+        now = _now()
+
+        def work(conn: Connection) -> dict[str, Verdict]:
+            ours = set(conn.execute(self._claim, {"phones": self._numbers(phones), "now": now}).scalars())
+            rest = [p for p in phones if p not in ours]
+            verdicts: dict[str, Verdict] = {}
+            if rest:
+                for phone, status, owner in conn.execute(self._select, {"phones": self._numbers(rest)}):
+                    verdicts[phone] = self._verdict(status, owner)
+            if len(verdicts) != len(rest):
+                raise LedgerError(f"{len(rest) - len(verdicts)} numbers were neither claimed nor found")
+            return verdicts
+
+        return self._transaction(work)
+
+    def _verdict(self, status: str, owner: str) -> Verdict:
+        if status == Outcome.ACCEPTED.value:
+            return Verdict(Outcome.SKIPPED, "ledger", f"already accepted in campaign {self.campaign}")
+        if owner == self.owner and status in (SENDING, Outcome.AMBIGUOUS.value):
+            return Verdict(Outcome.AMBIGUOUS, "ledger", AMBIGUOUS_MESSAGE)
+        return Verdict(Outcome.SKIPPED, "ledger", f"held by {owner}")
+
+    def _write(self, pending: dict[str, _Values]) -> None:
+        """One transaction for a group: one UPDATE for all marks, one for all outcomes."""
+        if not pending:
+            return
+        marks = sorted(phone for phone, values in pending.items() if values[0] == SENDING)
+        outcomes = sorted((phone, *values) for phone, values in pending.items() if values[0] != SENDING)
+        now = _now()
+        params: Any
+        if self._postgres:
+            params = {f"r_{field}": [row[i] for row in outcomes] for i, field in enumerate(FIELDS)}
+            params["now"] = now
+        else:
+            params = [
+                {"now": now, **{f"r_{f}": v for f, v in zip(FIELDS, row, strict=True)}} for row in outcomes
+            ]
+
+        def work(conn: Connection) -> None:
+            if outcomes:
+                conn.execute(self._record, params)
+            if marks:
+                marked = conn.execute(self._mark, {"phones": self._numbers(marks), "now": now}).rowcount
+                if marked != len(marks):  # never let a request start for a number we do not hold
+                    raise LedgerError(f"{len(marks) - marked} numbers are not claimed by {self.owner}")
+
+        self._transaction(work)
+        self.flushes += 1
+
+    def _done_count_sync(self) -> int:
+        return int(self._transaction(lambda conn: conn.execute(self._count).scalar_one()))
+
+    def _dispose(self) -> None:
+        self._engine.dispose()
+
+    # ----- the Ledger protocol (event loop side) --------------------------------------------------
+    def _check_open(self) -> None:
+        if self._closed:
+            raise LedgerError(f"{self!r} is closed")
+
+    async def claim(self, recipients: Sequence[Recipient]) -> dict[str, Verdict]:
+        """Claim ``recipients`` in one transaction; verdicts for the numbers that are not ours to send."""
+        self._check_open()
+        phones = sorted({r.phone for r in recipients})
+        if not phones:
+            return {}
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._claim_sync, phones)
+
+    async def mark_sending(self, phones: Sequence[str]) -> None:
+        """Return once ``phones`` are committed as ``sending``, with every outcome recorded before."""
+        self._check_open()
+        if not phones:
+            return
+        for phone in phones:
+            self._pending[phone] = _MARK
+        await self._commit_point()
+
+    def record(self, phones: Sequence[str], verdict: Verdict) -> None:
+        """Buffer the outcome: committed with the next group (no later than the next mark) or at close."""
+        self._check_open()
+        status = verdict.outcome.value
+        if status not in RECORDABLE:
+            raise ValueError(f"the ledger records final outcomes, not {status!r}")
+        v = verdict
+        values = (status, v.code[:TEXT_LIMIT], v.message[:TEXT_LIMIT], v.gateway_id[:TEXT_LIMIT])
+        for phone in phones:
+            self._pending[phone] = values
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # outside the loop: it waits for the next mark or close
+            return
+        self._kick()  # an idle ledger writes it now: a crash later then cannot hide the outcome
+
+    async def done_count(self) -> int:
+        """Numbers of this campaign accepted, or possibly delivered (sending/ambiguous)."""
+        self._check_open()
+        if self._pending:
+            await self._commit_point()
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self._done_count_sync)
+
+    async def close(self) -> None:
+        """Write everything buffered, then release the connection and the thread; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        loop = asyncio.get_running_loop()
+        try:
+            if self._pending or self._waiters:
+                self._kick()
+            flusher = self._flusher
+            if flusher is not None and not flusher.done() and flusher.get_loop() is loop:
+                await flusher  # it drains everything queued, also what arrives while it runs
+        finally:
+            await loop.run_in_executor(self._executor, self._dispose)
+            self._executor.shutdown(wait=True)
+        if self._error is not None:
+            raise LedgerError(f"{self._lost} outcomes could not be written to {self!r}") from self._error
+
+    # ----- group commit ---------------------------------------------------------------------------
+    async def _commit_point(self) -> None:
+        """Wait until everything buffered so far is committed."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        self._kick()
+        await waiter
+
+    def _kick(self) -> None:
+        loop = asyncio.get_running_loop()
+        flusher = self._flusher
+        if flusher is None or flusher.done() or flusher.get_loop() is not loop:
+            self._flusher = loop.create_task(self._flush_loop())
+
+    async def _flush_loop(self) -> None:
+        """Write groups back to back: whatever arrives during one transaction goes into the next."""
+        loop = asyncio.get_running_loop()
+        while self._pending or self._waiters:
+            pending, self._pending = self._pending, {}
+            waiters, self._waiters = self._waiters, []
+            try:
+                await loop.run_in_executor(self._executor, self._write, pending)
+            except asyncio.CancelledError:
+                for waiter in waiters:
+                    waiter.cancel()
+                raise
+            except Exception as exc:  # every caller in the group gets it; close() reports lost outcomes
+                lost = sum(values[0] != SENDING for values in pending.values())
+                if lost:
+                    self._lost += lost
+                    self._error = self._error or exc
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_exception(exc)
+            else:
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_result(None)
+
+
+if TYPE_CHECKING:
+    from airflow_provider_sms.dispatch.ledger import Ledger
+
+    def _is_a_ledger(ledger: SqlLedger) -> Ledger:  # mypy checks SqlLedger against the protocol
+        return ledger
