@@ -24,7 +24,8 @@ from airflow_provider_sms.operators.sms import SmsSendOperator
     tags=["sms", "example"],
 )
 def example_sms_after_etl() -> None:
-    @task
+    # Phone numbers are personal data: keep Airflow from printing the returned rows in the task log.
+    @task(show_return_value_in_logs=False)
     def shipped_orders() -> list[dict[str, Any]]:
         """Stand-in for a warehouse query: who shipped today, with their message params."""
         rows = [

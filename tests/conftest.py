@@ -158,3 +158,58 @@ def deliveries(server: SandboxServer, gateway: str | None = None) -> list[dict[s
     path = "/_sandbox/deliveries" + (f"?gateway={gateway}" if gateway else "")
     result = control(server, "GET", path)
     return list(result["deliveries"] if isinstance(result, dict) else result)
+
+
+# Everything the suite's tests printed or logged (Airflow task logs included), every failure text and
+# every exception a test expected with `pytest.raises`, for the leak scan that runs last
+# (tests/test_zz_leaks.py). RAN names every test that ran, so the scan knows what it covers.
+CAPTURED: list[tuple[str, str, str]] = []
+RAN: set[str] = set()
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    RAN.add(report.nodeid)
+    for section, content in report.sections:
+        if report.when == "call" or section.endswith(report.when):  # each phase repeats the earlier ones
+            CAPTURED.append((report.nodeid, section, content))
+    if report.longrepr is not None:
+        CAPTURED.append((report.nodeid, "exception", str(report.longrepr)))
+
+
+def _exception_texts(error: BaseException | None) -> str:
+    """The type and message of an exception and of everything chained to it (what a user would see)."""
+    texts: list[str] = []
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        texts.append(f"{type(error).__name__}: {error}")
+        error = error.__cause__ or error.__context__
+    return "\n".join(texts)
+
+
+class _RecordingRaises:
+    """Wraps `pytest.raises(...)` used as a context manager to record the expected exception's text."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __enter__(self) -> Any:
+        return self._inner.__enter__()
+
+    def __exit__(self, *exc_info: Any) -> Any:
+        suppressed = self._inner.__exit__(*exc_info)
+        if exc_info[1] is not None:
+            node = os.environ.get("PYTEST_CURRENT_TEST", "?").rsplit(" ", 1)[0]
+            CAPTURED.append((node, "exception", _exception_texts(exc_info[1])))
+        return suppressed
+
+
+_pytest_raises = pytest.raises
+
+
+def _recording_raises(*args: Any, **kwargs: Any) -> Any:
+    result = _pytest_raises(*args, **kwargs)
+    return _RecordingRaises(result) if hasattr(result, "__exit__") else result
+
+
+pytest.raises = _recording_raises  # type: ignore[assignment]

@@ -16,6 +16,10 @@ if TYPE_CHECKING:
     from airflow_provider_sms.gateways.models import GatewayReply
 
 
+# A well-formed number used only to build (never send) a request, to validate the other arguments early.
+_PROBE_NUMBER = "138" + "0" * 8
+
+
 class BatchSender(Protocol):
     """One gateway, one message (template); the engine does the rest."""
 
@@ -52,7 +56,7 @@ class MmsSender:
         self.send_time = send_time
         self.numbers_per_request = numbers_per_request
         # Refuse a bad template id or missing pid now, before the campaign starts.
-        client.build_send_mms(["13800000000"], mmsid, pid, send_time)
+        client.build_send_mms([_PROBE_NUMBER], mmsid, pid, send_time)
 
     def group_key(self, recipient: Recipient) -> Hashable:
         return None
@@ -86,7 +90,7 @@ class SmsSender:
         self.template_code = template_code
         self.sign_code = sign_code
         self.numbers_per_request = numbers_per_request
-        client.build_send(["13800000000"], template_code, None, sign_code)
+        client.build_send([_PROBE_NUMBER], template_code, None, sign_code)
 
     def group_key(self, recipient: Recipient) -> Hashable:
         return tuple(sorted(recipient.params.items())) if recipient.params else None

@@ -53,3 +53,32 @@ with DAG(
         params={"code": "{{ dag_run.conf.get('code', '1234') }}"},
         report_uri="{{ dag_run.conf.get('report_uri', '') }}",
     )
+
+with DAG("sms_test_kill", schedule=None, start_date=datetime(2026, 1, 1), default_args=ARGS) as kill_dag:
+    # 5,000 numbers in requests of 10, four at a time: slow enough on a slowed sandbox to be killed midway.
+    MmsSendOperator(
+        task_id="send",
+        mobiles=[f"135{i:08d}" for i in range(5000)],
+        mmsid="1001",
+        numbers_per_request=10,
+        concurrency=4,
+        progress_interval=1,
+    )
+
+with DAG(
+    "sms_test_faults",
+    schedule=None,
+    start_date=datetime(2026, 1, 1),
+    render_template_as_native_obj=True,
+    default_args=ARGS,
+) as faults_dag:
+    MmsSendOperator(
+        task_id="send",
+        mobiles=[f"133{i:08d}" for i in range(10_000)],
+        mmsid="1001",
+        numbers_per_request=10,
+        concurrency=32,
+        max_attempts=6,
+        max_failed_ratio=0.01,
+        report_uri="{{ dag_run.conf['report_uri'] }}",
+    )
