@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -21,6 +22,10 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".demo"
 AUDIENCE = 2000
+# Airflow's console log line: "<timestamp> [<level>] <event> [<logger>] key=value...".
+EVENT = re.compile(r"^(\S+) \[\w+\s*\] (.+?) \[([\w.]+)\]")
+RUN_FINISHED = re.compile(r"DagRun Finished: .* state=(\w+)")
+EVENTS = ("created MMS template", "ihuyi balance", "DEFERRED", "Balance guard", "Progress:", "Done:", "ERROR")
 
 
 def main() -> int:
@@ -88,27 +93,22 @@ def main() -> int:
         )
         log_file = WORK / "dags-test.log"
         log_file.write_text(run.stdout + run.stderr, encoding="utf-8")
+        state = "unknown"
+        print("What happened (from the Airflow log):")
         for line in (run.stdout + run.stderr).splitlines():
-            if any(
-                k in line
-                for k in (
-                    "Progress:",
-                    "Done:",
-                    "Balance guard",
-                    "created MMS template",
-                    "Marking task as",
-                    "state=",
-                    "ERROR",
-                )
-            ):
-                print("  airflow |", line.strip()[:200])
+            if finished := RUN_FINISHED.search(line):
+                state = finished.group(1)
+            elif (event := EVENT.match(line)) and any(key in event.group(2) for key in EVENTS):
+                clock, message, logger = event.group(1)[11:19], event.group(2).strip(), event.group(3)
+                print(f"  {clock}  {message}  [{logger.rsplit('.', 1)[-1]}]")
+        print(f"  DAG run state: {state}")
         counts = control.get("/_sandbox/deliveries/count").json()
-        state = control.get("/_sandbox/state").json()
+        sandbox_state = control.get("/_sandbox/state").json()
         sample = control.get("/_sandbox/deliveries", params={"gateway": "ihuyi"}).json()
         sample = sample["deliveries"] if isinstance(sample, dict) else sample
         print("\nWhat the sandbox received:")
         print("  deliveries:", json.dumps(counts, ensure_ascii=False))
-        print("  ihuyi balance left:", state.get("ihuyi", {}).get("balance", state))
+        print("  ihuyi balance left:", sandbox_state.get("ihuyi", {}).get("balance", sandbox_state))
         for item in sample[:3]:
             number = str(item["number"])
             print(f"  e.g. {number[:3]}****{number[-4:]} template {item.get('mmsid')}")
@@ -116,9 +116,9 @@ def main() -> int:
         if report:
             print(f"  per-recipient report: {report[-1]} ({sum(1 for _ in report[-1].open()) - 1} rows)")
         print(f"  full Airflow log: {log_file}")
-        if run.returncode != 0:
-            print(f"airflow dags test failed (exit {run.returncode}); see {log_file}")
-            return run.returncode
+        if run.returncode != 0 or state != "success":
+            print(f"airflow dags test failed (exit {run.returncode}, run {state}); see {log_file}")
+            return run.returncode or 1
     return 0
 
 

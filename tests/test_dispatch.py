@@ -229,3 +229,23 @@ async def test_jsonl_report_and_file_source(gw: SandboxServer, tmp_path: Path) -
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
     assert sorted(line["row"] for line in lines) == [0, 1, 2]
     assert {d["params"]["code"] for d in deliveries(gw)} == {"11", "22"}
+
+
+async def test_progress_is_logged_at_a_steady_interval(
+    gw: SandboxServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    control(gw, "POST", "/_sandbox/faults", {"latency_ms": 20})
+    caplog.set_level("INFO", logger="airflow_provider_sms.dispatch.engine")
+    audience = [*numbers(300), *numbers(10)]  # 10 duplicates: every input row is counted as done
+    summary = await run_sms(
+        gw, audience, params={"code": "1234"}, progress_interval=0.2, concurrency=4, requests_per_second=300
+    )
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith(("Progress:", "Done:"))]
+    progress = [line for line in lines if line.startswith("Progress:")]
+    assert len(progress) >= 3, lines  # 300 requests at <= 300/s take over a second
+    done = [int(line.split()[1].split("/")[0]) for line in progress]
+    assert done == sorted(done) and done[0] < done[-1]
+    assert all(" rows done, " in line and "/s" in line for line in progress)
+    assert lines[-1].startswith(f"Done: {len(audience)}/{len(audience)} rows done")
+    assert "accepted=300" in lines[-1] and "duplicate=10" in lines[-1]
+    assert summary.counts["accepted"] == 300

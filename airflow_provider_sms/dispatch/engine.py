@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from airflow_provider_sms.dispatch.report import ReportWriter
     from airflow_provider_sms.dispatch.senders import BatchSender
 
-CHUNK = 1000  # rows read (and claimed in the ledger) at a time
+CHUNK = 5000  # rows read (and claimed in the ledger) at a time: fewer, larger ledger transactions
 MAX_OPEN_GROUPS = 1024  # partial batches waiting for recipients with the same params
 
 
@@ -221,14 +221,14 @@ class Campaign:
     # ----- progress -------------------------------------------------------------------------------
     def progress_line(self) -> str:
         s = self.summary
-        done = s.unique
+        done = s.total  # input rows with an outcome, duplicates included: comparable with rows read
         elapsed = max(time.monotonic() - s.started, 1e-9)
         rate = done / elapsed
         total = self.total
         of = f"{done}/{total}" if total is not None else f"{done}/{self.read}+"
         eta = f", ETA {max(0.0, (total - done) / rate):.0f}s" if total is not None and rate > 0 else ""
         counts = ", ".join(f"{k}={v}" for k, v in s.counts.items() if v)
-        return f"{of} recipients done, {rate:.0f}/s{eta}; {counts or 'nothing yet'}"
+        return f"{of} rows done, {rate:.0f}/s{eta}; {counts or 'nothing yet'}"
 
     async def _progress(self) -> None:
         while True:

@@ -24,17 +24,21 @@ class RateLimiter:
         self._lock = asyncio.Lock()
 
     async def acquire(self) -> None:
-        """Wait for this request's slot. Slots are handed out in order (one waiter computes at a time)."""
+        """Wait for this request's turn. Waiters are served in order (one computes at a time), and the
+        window holds the times requests were actually released, not planned: a late wake-up (a busy
+        event loop) can delay the next requests but never squeeze more of them into one window."""
         async with self._lock:
-            now = time.monotonic()
-            slot = max(now, self._next)
             starts = self._starts
-            if len(starts) == starts.maxlen:
-                slot = max(slot, starts[0] + self.window)
-            self._next = slot + self.interval
-            starts.append(slot)
-            if slot > now:
+            while True:
+                now = time.monotonic()
+                slot = self._next
+                if len(starts) == starts.maxlen:
+                    slot = max(slot, starts[0] + self.window)
+                if slot <= now:
+                    break
                 await asyncio.sleep(slot - now)
+            starts.append(now)
+            self._next = max(self._next, now - self.interval) + self.interval
 
 
 class Unlimited:

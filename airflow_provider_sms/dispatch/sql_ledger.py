@@ -68,6 +68,7 @@ DONE = (Outcome.ACCEPTED.value, SENDING, Outcome.AMBIGUOUS.value)
 RECORDABLE = frozenset((Outcome.ACCEPTED.value, Outcome.AMBIGUOUS.value, *REOPENED))
 BACKENDS = ("sqlite", "postgresql")
 FIELDS = ("phone", "status", "code", "message", "gateway_id")  # what an outcome writes
+OUTCOME_BINDS = tuple(f"r_{field}" for field in FIELDS[1:])  # an outcome's values, in _Values order
 
 SQLITE_BUSY_TIMEOUT_S = 30  # another process holding the write lock is waited for, not an error
 RETRIES = 3  # deadlock, serialization failure, dropped connection: every transaction can be rerun
@@ -98,9 +99,22 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_S * 1000}")
-    cursor.execute("PRAGMA journal_mode = WAL")  # readers never block the writer
+    _set_wal(cursor)  # readers never block the writer
     cursor.execute("PRAGMA synchronous = FULL")  # a committed 'sending' survives a power cut too
     cursor.close()
+
+
+def _set_wal(cursor: sqlite3.Cursor) -> None:
+    """WAL mode is stored in the file, but switching to it skips the busy handler: when mapped tasks
+    open a new ledger file together, one switches and the others see "locked" for a moment."""
+    for attempt in range(100):
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == 99:
+                raise
+            time.sleep(0.05)
 
 
 def _sqlite_begin(conn: Connection) -> None:
@@ -154,6 +168,7 @@ class SqlLedger:
             # PostgreSQL never plans a scan of a whole campaign from stale statistics (a campaign the
             # planner has not seen yet looks like a few rows while it holds millions).
             PrimaryKeyConstraint("phone", "campaign", name=f"{table}_pkey"),
+            sqlite_with_rowid=False,  # SQLite: rows live in the key's B-tree, one write per change, not two
         )
         self._build_statements()
         self._pending: dict[str, _Values] = {}  # phone -> what the next group writes: last call wins
@@ -248,8 +263,9 @@ class SqlLedger:
         self._mark = update(t).where(ours).values(status=SENDING, updated_at=now)
         # Outcomes differ per request (gateway ids). PostgreSQL: a group's outcomes in ONE statement,
         # as parallel arrays the server unpacks (= ANY as well as the join: an index scan on the key
-        # even before the table has statistics). SQLite runs in-process: executemany of a keyed UPDATE
-        # costs no round trips (and an UPDATE ... FROM json_each may be planned as a scan).
+        # even before the table has statistics). SQLite runs in-process, no round trips: executemany,
+        # one row per distinct outcome with its numbers as a JSON list (a 100-number MMS batch shares
+        # one outcome: one row, not 100; an UPDATE ... FROM json_each may be planned as a scan).
         if self._postgres:
             arrays = [bindparam(f"r_{field}", type_=postgresql.ARRAY(Text)) for field in FIELDS]
             rows = func.unnest(*arrays).table_valued(*FIELDS).render_derived()
@@ -257,7 +273,7 @@ class SqlLedger:
             key = and_(t.c.phone == given["phone"], t.c.phone == any_(arrays[0]))
         else:
             given = {field: bindparam(f"r_{field}", type_=Text) for field in FIELDS}
-            key = t.c.phone == given["phone"]
+            key = phones
         values = {**{field: given[field] for field in FIELDS[1:]}, "updated_at": now}
         self._record = (
             update(t).where(t.c.campaign == self.campaign, t.c.owner == self.owner, key).values(values)
@@ -316,8 +332,12 @@ class SqlLedger:
             params = {f"r_{field}": [row[i] for row in outcomes] for i, field in enumerate(FIELDS)}
             params["now"] = now
         else:
+            shared: dict[_Values, list[str]] = {}
+            for phone, *values in outcomes:
+                shared.setdefault((values[0], values[1], values[2], values[3]), []).append(phone)
             params = [
-                {"now": now, **{f"r_{f}": v for f, v in zip(FIELDS, row, strict=True)}} for row in outcomes
+                {"now": now, "phones": json.dumps(numbers), **dict(zip(OUTCOME_BINDS, values, strict=True))}
+                for values, numbers in shared.items()
             ]
 
         def work(conn: Connection) -> None:

@@ -1,4 +1,4 @@
-"""What both gateway clients share: lazily built sync/async httpx clients and one call path."""
+"""What both gateway clients share: a lazily built sync httpx client and async transport, one call path."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 
 class GatewayClient:
-    """Owns one ``httpx.Client`` and one ``httpx.AsyncClient`` (one connection pool each), built on use."""
+    """Owns one ``httpx.Client`` and one async httpx transport (one connection pool each), built on use."""
 
     gateway = "gateway"
 
@@ -27,7 +27,7 @@ class GatewayClient:
         self.settings = settings
         self.max_connections = max_connections
         self._sync: httpx.Client | None = None
-        self._async: httpx.AsyncClient | None = None
+        self._async: httpx.AsyncBaseTransport | None = None
 
     @property
     def http(self) -> httpx.Client:
@@ -36,14 +36,14 @@ class GatewayClient:
         return self._sync
 
     @property
-    def ahttp(self) -> httpx.AsyncClient:
+    def ahttp(self) -> httpx.AsyncBaseTransport:
         if self._async is None:
-            self._async = transport.make_async_client(self.settings, self.max_connections)
+            self._async = transport.make_async_transport(self.settings, self.max_connections)
         return self._async
 
     async def warm_up(self) -> None:
-        """Build the async client now, so the first request does not pay for it at its send time."""
-        self.ahttp  # noqa: B018 - the property builds and caches the client
+        """Build the async transport now, so the first request does not pay for it at its send time."""
+        self.ahttp  # noqa: B018 - the property builds and caches the transport
 
     def _parse(
         self, method: str, body: bytes, parse: Callable[[bytes], GatewayReply], *, is_send: bool

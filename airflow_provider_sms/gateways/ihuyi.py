@@ -6,8 +6,8 @@ The password goes in the POST body only, never in a URL (the vendor's GET form w
 from __future__ import annotations
 
 import base64
-from typing import TYPE_CHECKING
-from urllib.parse import urlencode
+from typing import TYPE_CHECKING, cast
+from urllib.parse import quote_plus, urlencode
 
 import httpx
 
@@ -19,12 +19,19 @@ from airflow_provider_sms.protocol.replies import MalformedReply, parse_xml_fiel
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from urllib.parse import _QuoteVia
 
     from airflow_provider_sms.gateways.transport import HttpSettings
 
 DEFAULT_HOST = "http://10658.cc"
 API_PATH = "/webservice/api"
 FORM = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
+
+
+def _quote(value: str, safe: str = "", encoding: str | None = None, errors: str | None = None) -> str:
+    """``quote_plus``, byte for byte, minus its per-character loop for a list of numbers (digits and
+    commas take the standard library's all-safe shortcut, then the commas are escaped)."""
+    return quote_plus(value, safe + ",", encoding, errors).replace(",", "%2C")
 
 
 def api_url(host: str) -> str:
@@ -82,13 +89,18 @@ class IhuyiClient(GatewayClient):
         self._password = password
         self.default_pid = default_pid
         self.url = api_url(settings.base_url)
+        self._urls: dict[str, httpx.URL] = {}
 
     def __repr__(self) -> str:
         return f"IhuyiClient(account={self.account!r}, url={self.url!r})"
 
     def _request(self, method: str, fields: dict[str, str]) -> httpx.Request:
-        body = urlencode({"account": self.account, "password": self._password, **fields}).encode()
-        return httpx.Request("POST", self.url, params={"method": method}, content=body, headers=FORM)
+        fields = {"account": self.account, "password": self._password, **fields}
+        body = urlencode(fields, quote_via=cast("_QuoteVia", _quote))  # urlencode only passes it str
+        url = self._urls.get(method)
+        if url is None:  # parsed once per method: a bulk send builds thousands of requests
+            url = self._urls[method] = httpx.URL(self.url, params={"method": method})
+        return httpx.Request("POST", url, content=body.encode(), headers=FORM)
 
     def build_send_mms(
         self, mobiles: Sequence[str], mmsid: str, pid: int | None = None, send_time: str = ""

@@ -1,8 +1,10 @@
 """HTTP for the gateway clients: bounded time and size, redirects refused, faults made explicit.
 
-Sync calls use ``httpx.Client``; async calls use ``httpx.AsyncClient`` on the aiohttp transport
-(``httpx-aiohttp``): httpcore's own async pool scans every connection per request and caps a
-64-connection pool far below what one aiohttp pool does (see README, Performance).
+Sync calls use ``httpx.Client``. Async calls go straight to an httpx transport on aiohttp
+(``httpx-aiohttp``; httpcore's own async pool scans every connection per request and caps a
+64-connection pool far below what one aiohttp pool does): ``httpx.Request`` in, ``httpx.Response``
+out, without ``AsyncClient``'s per-request cookie jar, auth and redirect machinery, none of which a
+gateway call uses (redirects are refused anyway). See README, Performance.
 """
 
 from __future__ import annotations
@@ -108,7 +110,7 @@ def make_sync_client(settings: HttpSettings) -> httpx.Client:
     )
 
 
-def make_async_client(settings: HttpSettings, max_connections: int = 64) -> httpx.AsyncClient:
+def make_async_transport(settings: HttpSettings, max_connections: int = 64) -> httpx.AsyncBaseTransport:
     """Call inside the event loop that will use it: the aiohttp session is built here."""
     from httpx_aiohttp import AiohttpTransport
 
@@ -119,12 +121,7 @@ def make_async_client(settings: HttpSettings, max_connections: int = 64) -> http
     # Build the session now rather than inside the first request, which would stall the event loop
     # (and a rate limiter's schedule) at the moment that request should leave.
     transport.client = transport.get_client()
-    return httpx.AsyncClient(
-        transport=transport,
-        timeout=httpx.Timeout(settings.timeout),
-        follow_redirects=False,
-        trust_env=False,
-    )
+    return transport
 
 
 def post_sync(client: httpx.Client, settings: HttpSettings, request: httpx.Request, method: str) -> bytes:
@@ -151,17 +148,20 @@ def post_sync(client: httpx.Client, settings: HttpSettings, request: httpx.Reque
 
 
 async def post_async(
-    client: httpx.AsyncClient, settings: HttpSettings, request: httpx.Request, method: str
+    transport: httpx.AsyncBaseTransport, settings: HttpSettings, request: httpx.Request, method: str
 ) -> bytes:
     """Async twin of :func:`post_sync`; the whole call is bounded by ``settings.timeout``."""
     try:
         async with _timeout(settings.timeout):
-            response = await client.send(request, stream=True)
+            response = await transport.handle_async_request(request)
             try:
                 check_status(response, method)
+                stream = response.stream
+                if not isinstance(stream, httpx.AsyncByteStream):  # pragma: no cover - transport contract
+                    raise TypeError(f"{type(transport).__name__} returned a sync stream")
                 chunks: list[bytes] = []
                 size = 0
-                async for chunk in response.aiter_raw():
+                async for chunk in stream:
                     size += len(chunk)
                     if size > settings.max_reply_bytes:
                         raise _ReplyTooLarge(f"reply larger than {settings.max_reply_bytes} bytes, refused")

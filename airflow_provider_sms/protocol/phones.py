@@ -31,6 +31,16 @@ def normalize(raw: object) -> str:
 
     Accepts ``+86``/``0086``/``86`` prefixes, spaces, dashes, dots and parentheses, and ints.
     """
+    # Already normal: the common case in a million-row file, kept cheap.
+    if (
+        type(raw) is str
+        and len(raw) == 11
+        and raw[:1] == "1"
+        and raw[1] in "3456789"
+        and raw.isascii()
+        and raw.isdigit()
+    ):
+        return raw
     if raw is None or isinstance(raw, bool):
         raise InvalidPhoneNumber("<none>", "empty number")
     if isinstance(raw, float):
