@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import csv
 import json
 import threading
@@ -124,3 +125,15 @@ def test_rerun_with_dedupe_key_texts_nobody_twice(connections: SandboxServer) ->
     assert second.xcom("send")["accepted"] == 1 and second.xcom("send")["skipped"] == 300
     sent = [d["number"] for d in deliveries(connections)]
     assert len(sent) == len(set(sent)) == 301
+
+
+def test_upload_and_send_operators_are_mappable(connections: SandboxServer) -> None:
+    result = run_dag("sms_test_mapped_mms")
+    assert result.state == "success", result.tasks
+    template_ids = [result.xcom("upload", map_index=i) for i in range(2)]
+    assert len(set(template_ids)) == 2 and all(str(t).isdigit() for t in template_ids)
+    summaries = [result.xcom("send", map_index=i) for i in range(2)]
+    assert [s["accepted"] for s in summaries] == [150, 150]
+    assert [s["requests"] for s in summaries] == [3, 3]
+    sent = collections.Counter(str(d["mmsid"]) for d in deliveries(connections, "ihuyi"))
+    assert sent == {str(t): 150 for t in template_ids}

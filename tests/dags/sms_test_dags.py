@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
 from airflow.sdk import DAG
 
 from airflow_provider_sms.operators.mms import MmsSendOperator
 from airflow_provider_sms.operators.sms import SmsSendOperator
+from airflow_provider_sms.operators.template import MmsTemplateUploadOperator
 
 ARGS = {"retries": 0}
 CONF = "{{ dag_run.conf }}"
@@ -82,3 +84,15 @@ with DAG(
         max_failed_ratio=0.01,
         report_uri="{{ dag_run.conf['report_uri'] }}",
     )
+
+with DAG(
+    "sms_test_mapped_mms", schedule=None, start_date=datetime(2026, 1, 1), default_args=ARGS
+) as mapped_mms_dag:
+    # Dynamic task mapping: one template per title, then one send per uploaded template.
+    FRAMES = Path(__file__).resolve().parents[2] / "example_dags" / "frames"  # resolve(): the link's target
+    uploads = MmsTemplateUploadOperator.partial(
+        task_id="upload", source=[(str(FRAMES / "1.gif"), "mapped", 3)]
+    ).expand(title=["Spring", "Autumn"])
+    MmsSendOperator.partial(
+        task_id="send", mobiles=[f"135{i:08d}" for i in range(150)], numbers_per_request=50
+    ).expand(mmsid=uploads.output)
