@@ -40,6 +40,7 @@ def test_normalize_accepts_documented_forms(raw: object, expected: str) -> None:
         ("138123480001", "12 digits"),
         ("01012345678", "not a mainland mobile"),
         ("12812348000", "not a mainland mobile"),
+        ("138１２３４８０００", "not a mainland mobile"),  # full-width digits: no gateway takes them
         ("+1 415 555 0100", "digits"),
         ("", "empty"),
         (None, "empty"),
