@@ -71,6 +71,7 @@ FIELDS = ("phone", "status", "code", "message", "gateway_id")  # what an outcome
 OUTCOME_BINDS = tuple(f"r_{field}" for field in FIELDS[1:])  # an outcome's values, in _Values order
 
 SQLITE_BUSY_TIMEOUT_S = 30  # another process holding the write lock is waited for, not an error
+WAL_SWITCH_TRIES = 100  # 50 ms apart: another opener's switch to WAL takes a moment, not five seconds
 RETRIES = 3  # deadlock, serialization failure, dropped connection: every transaction can be rerun
 TEXT_LIMIT = 500  # gateway messages are kept for people to read; rows must not grow without bound
 
@@ -107,12 +108,12 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
 def _set_wal(cursor: sqlite3.Cursor) -> None:
     """WAL mode is stored in the file, but switching to it skips the busy handler: when mapped tasks
     open a new ledger file together, one switches and the others see "locked" for a moment."""
-    for attempt in range(100):
+    for attempt in range(1, WAL_SWITCH_TRIES + 1):
         try:
             cursor.execute("PRAGMA journal_mode = WAL")
             return
         except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or attempt == 99:
+            if "locked" not in str(exc) or attempt == WAL_SWITCH_TRIES:
                 raise
             time.sleep(0.05)
 
@@ -272,7 +273,7 @@ class SqlLedger:
             given: dict[str, Any] = {field: rows.c[field] for field in FIELDS}
             key = and_(t.c.phone == given["phone"], t.c.phone == any_(arrays[0]))
         else:
-            given = {field: bindparam(f"r_{field}", type_=Text) for field in FIELDS}
+            given = {field: bindparam(f"r_{field}", type_=Text) for field in FIELDS[1:]}
             key = phones
         values = {**{field: given[field] for field in FIELDS[1:]}, "updated_at": now}
         self._record = (
@@ -325,16 +326,16 @@ class SqlLedger:
         if not pending:
             return
         marks = sorted(phone for phone, values in pending.items() if values[0] == SENDING)
-        outcomes = sorted((phone, *values) for phone, values in pending.items() if values[0] != SENDING)
+        outcomes = sorted((phone, values) for phone, values in pending.items() if values[0] != SENDING)
         now = _now()
         params: Any
         if self._postgres:
-            params = {f"r_{field}": [row[i] for row in outcomes] for i, field in enumerate(FIELDS)}
-            params["now"] = now
+            params = {bind: [values[i] for _, values in outcomes] for i, bind in enumerate(OUTCOME_BINDS)}
+            params.update(r_phone=[phone for phone, _ in outcomes], now=now)
         else:
             shared: dict[_Values, list[str]] = {}
-            for phone, *values in outcomes:
-                shared.setdefault((values[0], values[1], values[2], values[3]), []).append(phone)
+            for phone, values in outcomes:
+                shared.setdefault(values, []).append(phone)
             params = [
                 {"now": now, "phones": json.dumps(numbers), **dict(zip(OUTCOME_BINDS, values, strict=True))}
                 for values, numbers in shared.items()
