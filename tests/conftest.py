@@ -154,6 +154,18 @@ def run_dag(dag_id: str, **kwargs: Any) -> DagRunResult:
     return DagRunResult(str(run.state), tasks, xcoms)
 
 
+def force(
+    server: SandboxServer, gateway: str, method: str, code: str, *, msg: str | None = None, times: int = 1
+) -> None:
+    """Make the sandbox answer the next ``times`` calls of ``gateway``/``method`` with ``code``."""
+    control(
+        server,
+        "POST",
+        "/_sandbox/force",
+        {"gateway": gateway, "method": method, "code": code, "msg": msg, "times": times},
+    )
+
+
 def deliveries(server: SandboxServer, gateway: str | None = None) -> list[dict[str, Any]]:
     path = "/_sandbox/deliveries" + (f"?gateway={gateway}" if gateway else "")
     result = control(server, "GET", path)

@@ -18,7 +18,7 @@ from airflow_provider_sms.sandbox.server import SandboxServer
 from airflow_provider_sms.sandbox.state import IHUYI_PASSWORD
 from airflow_provider_sms.sensors.balance import BalanceSensor, parse_min_balance
 from airflow_provider_sms.triggers.balance import BalanceTrigger
-from tests.conftest import control, run_dag
+from tests.conftest import control, force, run_dag
 
 # dag.test() in Airflow 3.3 only runs DAGs it can serialise from the DAGs folder, so the DAGs of these
 # tests are written there (the test AIRFLOW_HOME, not the repository).
@@ -112,12 +112,7 @@ def test_fatal_answer_fails_at_once(connections: SandboxServer, fatal: str) -> N
     if fatal == "frozen":
         set_balance(connections, 10_000, frozen=True)
     else:
-        control(
-            connections,
-            "POST",
-            "/_sandbox/force",
-            {"gateway": "ihuyi", "method": "GetNum", "code": "405", "times": 5},
-        )
+        force(connections, "ihuyi", "GetNum", "405", times=5)
     with pytest.raises(AirflowFailException, match="405" if fatal != "frozen" else "4050") as err:
         sensor().poke({})  # type: ignore[arg-type]
     assert IHUYI_PASSWORD not in str(err.value)
@@ -286,12 +281,7 @@ async def test_trigger_waits_then_succeeds(connections: SandboxServer, after_pol
 
 @pytest.mark.parametrize("code", ["405", "4050"])
 async def test_trigger_fatal_answer_is_an_error_event(connections: SandboxServer, code: str) -> None:
-    control(
-        connections,
-        "POST",
-        "/_sandbox/force",
-        {"gateway": "ihuyi", "method": "GetNum", "code": code, "times": 5},
-    )
+    force(connections, "ihuyi", "GetNum", code, times=5)
     event = await first_event(BalanceTrigger(min_balance=1, poll_interval=0.2))
     assert event["status"] == "error" and code in event["message"]
     assert IHUYI_PASSWORD not in event["message"]

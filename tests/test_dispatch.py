@@ -21,7 +21,7 @@ from airflow_provider_sms.dispatch.retry import RetryPolicy
 from airflow_provider_sms.dispatch.senders import MmsSender, SmsSender
 from airflow_provider_sms.gateways.errors import InvalidInputError
 from airflow_provider_sms.sandbox.server import SandboxServer
-from tests.conftest import control, deliveries
+from tests.conftest import control, deliveries, force
 from tests.test_gateways import ihuyi, juncdt
 
 FAST_RETRY = RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.05)
@@ -124,21 +124,14 @@ async def test_rate_limit_is_never_exceeded(gw: SandboxServer) -> None:
 
 
 async def test_transient_codes_retried_then_succeed(gw: SandboxServer) -> None:
-    control(
-        gw,
-        "POST",
-        "/_sandbox/force",
-        {"gateway": "juncdt", "method": "sendMessage", "code": "10001", "times": 2},
-    )
+    force(gw, "juncdt", "sendMessage", "10001", times=2)
     summary = await run_sms(gw, ["13800000001"], params={"code": "1"}, concurrency=1)
     assert summary.counts["accepted"] == 1 and summary.requests == 3
     assert len(deliveries(gw)) == 1
 
 
 async def test_transient_exhausted_is_failed_with_the_gateway_words(gw: SandboxServer) -> None:
-    control(
-        gw, "POST", "/_sandbox/force", {"gateway": "ihuyi", "method": "SendMms", "code": "0", "times": 10}
-    )
+    force(gw, "ihuyi", "SendMms", "0", times=10)
     summary = await run_mms(gw, ["13800000001"], concurrency=1)
     assert summary.counts["failed"] == 1 and summary.requests == FAST_RETRY.max_attempts
     assert any(key.startswith("failed: 0 ") for key in summary.reasons)
@@ -154,12 +147,7 @@ async def test_5xx_retried(gw: SandboxServer) -> None:
 
 
 async def test_unknown_code_fails_that_batch_only(gw: SandboxServer) -> None:
-    control(
-        gw,
-        "POST",
-        "/_sandbox/force",
-        {"gateway": "juncdt", "method": "sendMessage", "code": "39999", "msg": "新规则", "times": 1},
-    )
+    force(gw, "juncdt", "sendMessage", "39999", msg="新规则")
     summary = await run_sms(gw, numbers(5), params={"code": "1"}, concurrency=1)
     assert summary.counts == {**summary.counts, "accepted": 4, "failed": 1}
     assert summary.requests == 5 and summary.stopped is None

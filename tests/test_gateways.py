@@ -29,6 +29,7 @@ from tests.conftest import (
     JUNCDT_PACKAGE_CODE,
     control,
     deliveries,
+    force,
 )
 
 NUMBER = "13812348000"
@@ -48,15 +49,6 @@ def juncdt(server: SandboxServer, timeout: float = 5.0) -> JuncdtClient:
     )
 
 
-def force(server: SandboxServer, gateway: str, method: str, code: str, msg: str | None = None) -> None:
-    control(
-        server,
-        "POST",
-        "/_sandbox/force",
-        {"gateway": gateway, "method": method, "code": code, "msg": msg, "times": 1},
-    )
-
-
 def faults(server: SandboxServer, **settings: object) -> None:
     control(server, "POST", "/_sandbox/faults", settings)
 
@@ -64,14 +56,14 @@ def faults(server: SandboxServer, **settings: object) -> None:
 # Every code of every table, reached on purpose, surfaces verbatim with the class of its table.
 @pytest.mark.parametrize(("code", "entry"), sorted(IHUYI_SEND_MMS.items()))
 def test_send_mms_every_code(gw: SandboxServer, code: str, entry: tuple[CodeClass, str]) -> None:
-    force(gw, "ihuyi", "SendMms", code, f"msg-{code}")
+    force(gw, "ihuyi", "SendMms", code, msg=f"msg-{code}")
     reply = ihuyi(gw).send_mms([NUMBER], "1001")
     assert (reply.code, reply.message, reply.code_class) == (code, f"msg-{code}", entry[0])
 
 
 @pytest.mark.parametrize(("code", "entry"), sorted(IHUYI_GET_NUM.items()))
 def test_get_num_every_code(gw: SandboxServer, code: str, entry: tuple[CodeClass, str]) -> None:
-    force(gw, "ihuyi", "GetNum", code, f"msg-{code}")
+    force(gw, "ihuyi", "GetNum", code, msg=f"msg-{code}")
     if code == "2":
         pytest.skip("success is covered by test_get_num_reads_the_balance")
     reply = ihuyi(gw).get_num()
@@ -82,14 +74,14 @@ def test_get_num_every_code(gw: SandboxServer, code: str, entry: tuple[CodeClass
 def test_create_mms_every_code(gw: SandboxServer, code: str, entry: tuple[CodeClass, str]) -> None:
     if code == "2":
         pytest.skip("success is covered by test_create_mms_stores_a_template")
-    force(gw, "ihuyi", "CreateMms", code, f"msg-{code}")
+    force(gw, "ihuyi", "CreateMms", code, msg=f"msg-{code}")
     reply = ihuyi(gw).create_mms("t", b"PK-not-checked")
     assert (reply.code, reply.message, reply.code_class) == (code, f"msg-{code}", entry[0])
 
 
 @pytest.mark.parametrize(("code", "entry"), sorted(JUNCDT_SEND_MESSAGE.items()))
 async def test_juncdt_every_code(gw: SandboxServer, code: str, entry: tuple[CodeClass, str]) -> None:
-    force(gw, "juncdt", "sendMessage", code, f"msg-{code}")
+    force(gw, "juncdt", "sendMessage", code, msg=f"msg-{code}")
     client = juncdt(gw)
     try:
         reply = await client.asend([NUMBER], "TPL_CODE", {"code": "1234"})
@@ -99,10 +91,10 @@ async def test_juncdt_every_code(gw: SandboxServer, code: str, entry: tuple[Code
 
 
 def test_undocumented_codes_are_unknown_and_verbatim(gw: SandboxServer) -> None:
-    force(gw, "ihuyi", "SendMms", "4099", "运营商新规则")
+    force(gw, "ihuyi", "SendMms", "4099", msg="运营商新规则")
     reply = ihuyi(gw).send_mms([NUMBER], "1001")
     assert (reply.code, reply.message, reply.code_class) == ("4099", "运营商新规则", CodeClass.UNKNOWN)
-    force(gw, "juncdt", "sendMessage", "39999", "new")
+    force(gw, "juncdt", "sendMessage", "39999", msg="new")
     assert juncdt(gw).send([NUMBER], "TPL_CODE", {"code": "1"}).code_class is CodeClass.UNKNOWN
 
 

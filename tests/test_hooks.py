@@ -24,6 +24,7 @@ from tests.conftest import (
     SECRETS,
     control,
     deliveries,
+    force,
     ihuyi_conn,
     juncdt_conn,
     set_conn,
@@ -61,21 +62,11 @@ def test_bad_input_refused_before_sending(connections: SandboxServer) -> None:
 
 def test_codes_become_errors_of_their_class(connections: SandboxServer) -> None:
     hook = IhuyiHook()
-    control(
-        connections,
-        "POST",
-        "/_sandbox/force",
-        {"gateway": "ihuyi", "method": "SendMms", "code": "4051", "times": 1},
-    )
+    force(connections, "ihuyi", "SendMms", "4051")
     with pytest.raises(FatalGatewayError, match="4051") as info:
         hook.send_mms("13812348000", "1001")
     assert info.value.reply.message  # the gateway's own words
-    control(
-        connections,
-        "POST",
-        "/_sandbox/force",
-        {"gateway": "ihuyi", "method": "SendMms", "code": "0", "times": 1},
-    )
+    force(connections, "ihuyi", "SendMms", "0")
     with pytest.raises(TransientGatewayError):
         hook.send_mms("13812348000", "1001")
     control(connections, "POST", "/_sandbox/accounts", {"ihuyi": {"blacklist": ["13812348000"]}})
@@ -134,12 +125,7 @@ def test_no_secret_in_logs_or_errors(
     hook = IhuyiHook()
     hook.send_mms("13812348000", "1001")
     for forced in ("405", "4050", "0"):
-        control(
-            connections,
-            "POST",
-            "/_sandbox/force",
-            {"gateway": "ihuyi", "method": "SendMms", "code": forced, "times": 1},
-        )
+        force(connections, "ihuyi", "SendMms", forced)
         with pytest.raises(Exception) as info:
             hook.send_mms("13812348000", "1001")
         texts.append(str(info.value) + repr(info.value))

@@ -14,7 +14,7 @@ import pytest
 from airflow_provider_sms.notifications.sms import DEFAULT_PARAMS, SmsNotifier, send_sms_notification
 from airflow_provider_sms.sandbox.server import SandboxServer
 from airflow_provider_sms.sandbox.state import JUNCDT_TEMPLATES
-from tests.conftest import control, deliveries, juncdt_conn, run_dag, set_conn
+from tests.conftest import control, deliveries, force, juncdt_conn, run_dag, set_conn
 
 ON_CALL = "13800138000"
 RECORD = Path(os.environ["AIRFLOW_HOME"]) / "sms_test_notifier_seen.json"
@@ -80,12 +80,7 @@ def test_failing_notification_does_not_hide_the_task_error(
     connections: SandboxServer, monkeypatch: pytest.MonkeyPatch, breakage: str
 ) -> None:
     if breakage == "fatal code":
-        control(
-            connections,
-            "POST",
-            "/_sandbox/force",
-            {"gateway": "juncdt", "method": "sendMessage", "code": "30022", "times": 5},
-        )
+        force(connections, "juncdt", "sendMessage", "30022", times=5)
     else:
         set_conn(monkeypatch, "juncdt_default", juncdt_conn(f"http://127.0.0.1:{closed_port()}"))
     RECORD.unlink(missing_ok=True)

@@ -15,7 +15,7 @@ from airflow_provider_sms.gateways.errors import TransientGatewayError
 from airflow_provider_sms.hooks.ihuyi import IhuyiHook
 from airflow_provider_sms.operators.template import MmsTemplateUploadOperator
 from airflow_provider_sms.sandbox.server import SandboxServer
-from tests.conftest import control, deliveries, run_dag
+from tests.conftest import control, deliveries, force, run_dag
 
 GIF = (
     b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00"
@@ -143,23 +143,13 @@ def test_empty_title_fails_before_any_request(connections: SandboxServer, gif: P
 
 
 def test_fatal_answer_fails_without_retry(connections: SandboxServer, gif: Path) -> None:
-    control(
-        connections,
-        "POST",
-        "/_sandbox/force",
-        {"gateway": "ihuyi", "method": "CreateMms", "code": "4060", "times": 1},
-    )
+    force(connections, "ihuyi", "CreateMms", "4060")
     with pytest.raises(AirflowFailException, match="4060"):
         upload([(str(gif), "x", 5)])
 
 
 def test_transient_answer_is_a_plain_failure(connections: SandboxServer, gif: Path) -> None:
-    control(
-        connections,
-        "POST",
-        "/_sandbox/force",
-        {"gateway": "ihuyi", "method": "CreateMms", "code": "0", "times": 1},
-    )
+    force(connections, "ihuyi", "CreateMms", "0")
     with pytest.raises(TransientGatewayError):
         upload([(str(gif), "x", 5)])
 
