@@ -4,20 +4,18 @@ One row per (campaign, phone), moving ``claimed -> sending -> accepted | rejecte
 not_sent``. ``sending`` is committed before a request starts, so a crash mid-request leaves proof that
 the number may have been texted: the next try reports it AMBIGUOUS instead of texting it again.
 
-All database work runs on one dedicated thread, so the event loop never blocks on I/O and the
-connection is never shared between threads. ``mark_sending`` is group-committed: marks (and buffered
-outcomes) that arrive while a transaction runs go together into the next one, so 64+ concurrent
-workers cost a few commits per second instead of one per request.
+All database work runs on one dedicated thread (``group_commit.GroupCommitThread``), so the event
+loop never blocks on I/O and the connection is never shared between threads. ``mark_sending`` is
+group-committed: marks (and buffered outcomes) that arrive while a transaction runs go together into
+the next one, so 64+ concurrent workers cost a few commits per request round instead of one each.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sqlite3
 import time
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -47,6 +45,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
+from airflow_provider_sms.dispatch.group_commit import GroupCommitThread
 from airflow_provider_sms.dispatch.outcomes import Outcome, Verdict
 
 if TYPE_CHECKING:
@@ -127,7 +126,6 @@ class SqlLedger:
 
     ``campaign`` is the dedupe key shared by every task that must not text a number twice; ``owner``
     names one task instance across its tries (no try number), so a retry resumes its own claims.
-    ``flushes`` counts the group-commit transactions (marks and outcomes) written so far.
     """
 
     def __init__(
@@ -150,7 +148,6 @@ class SqlLedger:
         self.campaign = campaign
         self.owner = owner
         self.resend_ambiguous = resend_ambiguous
-        self.flushes = 0
         port = f":{parsed.port}" if parsed.port else ""
         self._display = f"{parsed.drivername}://{parsed.host or ''}{port}/{parsed.database or ''}"
         self._postgres = backend == "postgresql"
@@ -172,20 +169,22 @@ class SqlLedger:
             sqlite_with_rowid=False,  # SQLite: rows live in the key's B-tree, one write per change, not two
         )
         self._build_statements()
-        self._pending: dict[str, _Values] = {}  # phone -> what the next group writes: last call wins
-        self._waiters: list[asyncio.Future[None]] = []  # callers waiting for the next group's commit
-        self._flusher: asyncio.Task[None] | None = None
         self._lost = 0  # outcomes whose write failed (reported by close)
         self._error: BaseException | None = None
         self._closed = False
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sms-ledger")
         self._engine = self._create_engine(url)
+        # phone -> what the next group writes to its row (status, code, message, gateway id)
+        self._db: GroupCommitThread[str, _Values] = GroupCommitThread("sms-ledger", self._write)
         try:
-            self._executor.submit(self._create_table).result()
+            self._db.submit(self._create_table).result()
         except BaseException:
-            self._executor.submit(self._engine.dispose).result()
-            self._executor.shutdown(wait=True)
+            self._db.stop_now(self._dispose)
             raise
+
+    @property
+    def flushes(self) -> int:
+        """Group-commit transactions (marks and outcomes) written so far."""
+        return self._db.groups
 
     @classmethod
     def default_sqlite_url(cls, airflow_home: str) -> str:
@@ -252,15 +251,20 @@ class SqlLedger:
         own = (CLAIMED, SENDING, Outcome.AMBIGUOUS.value) if self.resend_ambiguous else (CLAIMED,)
         # One statement claims new numbers and takes back re-claimable ones. On conflict the existing
         # row is locked and the WHERE re-checked against its latest committed version (also under
-        # READ COMMITTED), so of two concurrent claimers exactly one gets each number, and RETURNING
-        # names exactly the numbers this call got.
+        # READ COMMITTED), so of two concurrent claimers exactly one gets each number.
         self._claim = insert.on_conflict_do_update(
             index_elements=[t.c.phone, t.c.campaign],
             set_={name: insert.excluded[name] for name in names[2:]},
             where=or_(t.c.status.in_(REOPENED), and_(t.c.owner == self.owner, t.c.status.in_(own))),
-        ).returning(t.c.phone)
+        )
         ours = and_(t.c.campaign == self.campaign, t.c.owner == self.owner, phones)
-        self._select = select(t.c.phone, t.c.status, t.c.owner).where(t.c.campaign == self.campaign, phones)
+        # After the claim, in the same transaction, a number is ours to send exactly when its row says
+        # ``claimed`` by us (our rows are locked until commit). The others are usually none, so asking for
+        # them returns no rows, where RETURNING the claimed ones would fetch 5,000 rows one by one,
+        # the sqlite3 driver taking the GIL back for each, against an event loop that wants it.
+        self._not_ours = select(t.c.phone, t.c.status, t.c.owner).where(
+            t.c.campaign == self.campaign, phones, or_(t.c.owner != self.owner, t.c.status != CLAIMED)
+        )
         self._mark = update(t).where(ours).values(status=SENDING, updated_at=now)
         # Outcomes differ per request (gateway ids). PostgreSQL: a group's outcomes in ONE statement,
         # as parallel arrays the server unpacks (= ANY as well as the join: an index scan on the key
@@ -302,14 +306,14 @@ class SqlLedger:
         now = _now()
 
         def work(conn: Connection) -> dict[str, Verdict]:
-            ours = set(conn.execute(self._claim, {"phones": self._numbers(phones), "now": now}).scalars())
-            rest = [p for p in phones if p not in ours]
-            verdicts: dict[str, Verdict] = {}
-            if rest:
-                for phone, status, owner in conn.execute(self._select, {"phones": self._numbers(rest)}):
-                    verdicts[phone] = self._verdict(status, owner)
-            if len(verdicts) != len(rest):
-                raise LedgerError(f"{len(rest) - len(verdicts)} numbers were neither claimed nor found")
+            numbers = self._numbers(phones)
+            claimed = conn.execute(self._claim, {"phones": numbers, "now": now}).rowcount
+            verdicts = {
+                phone: self._verdict(status, owner)
+                for phone, status, owner in conn.execute(self._not_ours, {"phones": numbers})
+            }
+            if claimed + len(verdicts) != len(phones):  # every number is claimed now, or someone's
+                raise LedgerError(f"{len(phones)} numbers, {claimed} claimed, {len(verdicts)} held")
             return verdicts
 
         return self._transaction(work)
@@ -322,9 +326,18 @@ class SqlLedger:
         return Verdict(Outcome.SKIPPED, "ledger", f"held by {owner}")
 
     def _write(self, pending: dict[str, _Values]) -> None:
-        """One transaction for a group: one UPDATE for all marks, one for all outcomes."""
-        if not pending:
-            return
+        """One transaction for a group: one UPDATE for all marks, one for all outcomes. A failure
+        reaches every waiter of the group; lost outcomes are counted for ``close`` to report."""
+        try:
+            self._write_group(pending)
+        except Exception as exc:
+            lost = sum(values[0] != SENDING for values in pending.values())
+            if lost:
+                self._lost += lost
+                self._error = self._error or exc
+            raise
+
+    def _write_group(self, pending: dict[str, _Values]) -> None:
         marks = sorted(phone for phone, values in pending.items() if values[0] == SENDING)
         outcomes = sorted((phone, values) for phone, values in pending.items() if values[0] != SENDING)
         now = _now()
@@ -350,7 +363,6 @@ class SqlLedger:
                     raise LedgerError(f"{len(marks) - marked} numbers are not claimed by {self.owner}")
 
         self._transaction(work)
-        self.flushes += 1
 
     def _done_count_sync(self) -> int:
         return int(self._transaction(lambda conn: conn.execute(self._count).scalar_one()))
@@ -369,96 +381,39 @@ class SqlLedger:
         phones = sorted({r.phone for r in recipients})
         if not phones:
             return {}
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._claim_sync, phones)
+        return await self._db.call(lambda: self._claim_sync(phones))
 
     async def mark_sending(self, phones: Sequence[str]) -> None:
         """Return once ``phones`` are committed as ``sending``, with every outcome recorded before."""
         self._check_open()
-        if not phones:
-            return
-        for phone in phones:
-            self._pending[phone] = _MARK
-        await self._commit_point()
+        if phones:
+            await self._db.commit((phone, _MARK) for phone in phones)
 
     def record(self, phones: Sequence[str], verdict: Verdict) -> None:
-        """Buffer the outcome: committed with the next group (no later than the next mark) or at close."""
+        """Buffer the outcome: the ledger thread commits it with the next group, at once when idle
+        (so a crash later cannot hide it), and no later than the next mark or ``close``."""
         self._check_open()
         status = verdict.outcome.value
         if status not in RECORDABLE:
             raise ValueError(f"the ledger records final outcomes, not {status!r}")
         v = verdict
         values = (status, v.code[:TEXT_LIMIT], v.message[:TEXT_LIMIT], v.gateway_id[:TEXT_LIMIT])
-        for phone in phones:
-            self._pending[phone] = values
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:  # outside the loop: it waits for the next mark or close
-            return
-        self._kick()  # an idle ledger writes it now: a crash later then cannot hide the outcome
+        self._db.buffer((phone, values) for phone in phones)
 
     async def done_count(self) -> int:
         """Numbers of this campaign accepted, or possibly delivered (sending/ambiguous)."""
         self._check_open()
-        if self._pending:
-            await self._commit_point()
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._done_count_sync)
+        await self._db.commit()
+        return await self._db.call(self._done_count_sync)
 
     async def close(self) -> None:
         """Write everything buffered, then release the connection and the thread; idempotent."""
         if self._closed:
             return
         self._closed = True
-        loop = asyncio.get_running_loop()
-        try:
-            if self._pending or self._waiters:
-                self._kick()
-            flusher = self._flusher
-            if flusher is not None and not flusher.done() and flusher.get_loop() is loop:
-                await flusher  # it drains everything queued, also what arrives while it runs
-        finally:
-            await loop.run_in_executor(self._executor, self._dispose)
-            self._executor.shutdown(wait=True)
+        await self._db.stop(self._dispose)  # the thread writes every buffered group first
         if self._error is not None:
             raise LedgerError(f"{self._lost} outcomes could not be written to {self!r}") from self._error
-
-    # ----- group commit ---------------------------------------------------------------------------
-    async def _commit_point(self) -> None:
-        """Wait until everything buffered so far is committed."""
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        self._kick()
-        await waiter
-
-    def _kick(self) -> None:
-        loop = asyncio.get_running_loop()
-        flusher = self._flusher
-        if flusher is None or flusher.done() or flusher.get_loop() is not loop:
-            self._flusher = loop.create_task(self._flush_loop())
-
-    async def _flush_loop(self) -> None:
-        """Write groups back to back: whatever arrives during one transaction goes into the next."""
-        loop = asyncio.get_running_loop()
-        while self._pending or self._waiters:
-            pending, self._pending = self._pending, {}
-            waiters, self._waiters = self._waiters, []
-            try:
-                await loop.run_in_executor(self._executor, self._write, pending)
-            except asyncio.CancelledError:
-                for waiter in waiters:
-                    waiter.cancel()
-                raise
-            except Exception as exc:  # every caller in the group gets it; close() reports lost outcomes
-                lost = sum(values[0] != SENDING for values in pending.values())
-                if lost:
-                    self._lost += lost
-                    self._error = self._error or exc
-                for waiter in waiters:
-                    if not waiter.done():
-                        waiter.set_exception(exc)
-            else:
-                for waiter in waiters:
-                    if not waiter.done():
-                        waiter.set_result(None)
 
 
 if TYPE_CHECKING:
