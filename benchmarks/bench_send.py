@@ -23,9 +23,12 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
+
+if TYPE_CHECKING:
+    from airflow_provider_sms.dispatch.ledger import Ledger
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -118,7 +121,7 @@ def run_campaign(
     sender: Any,
     items: list[Any] | Path,
     *,
-    ledger: bool,
+    ledger: bool | Ledger,  # True: a new SQLite ledger
     concurrency: int = CONCURRENCY,
     rps: float | None = None,
     params: dict[str, str] | None = None,
@@ -126,12 +129,13 @@ def run_campaign(
     from airflow_provider_sms.dispatch.engine import Campaign, CampaignOptions
     from airflow_provider_sms.dispatch.recipients import Cleaner, rows_from_file, rows_from_items
 
-    led = None
-    tmp = tempfile.mkdtemp(prefix="sms-bench-")
-    if ledger:
+    led: Ledger | None
+    if ledger is True:
         from airflow_provider_sms.dispatch.sql_ledger import SqlLedger
 
-        led = SqlLedger(f"sqlite:///{tmp}/ledger.db", f"bench-{time.time()}", "bench")
+        led = SqlLedger(new_sqlite_url(), f"bench-{time.time()}", "bench")
+    else:
+        led = ledger or None
     if isinstance(items, Path):
         path = items
 
@@ -153,12 +157,17 @@ def run_campaign(
     return asyncio.run(campaign.run())
 
 
-def bench_project_juncdt(url: str, n: int, ledger: bool) -> dict[str, Any]:
+def new_sqlite_url() -> str:
+    """A new SQLite ledger file, as the operators use by default (here in a temporary folder)."""
+    return f"sqlite:///{tempfile.mkdtemp(prefix='sms-bench-')}/ledger.db"
+
+
+def bench_project_juncdt(url: str, n: int, ledger: bool | Ledger, start: int = 0) -> dict[str, Any]:
     from airflow_provider_sms.dispatch.senders import SmsSender
 
     sender = SmsSender(juncdt_client(url), "TPL_CODE", sign_code=None, numbers_per_request=1)
     started = time.perf_counter()
-    summary = run_campaign(sender, numbers(n), ledger=ledger, params={"code": "1234"})
+    summary = run_campaign(sender, numbers(n, start), ledger=ledger, params={"code": "1234"})
     elapsed = time.perf_counter() - started
     assert summary.counts["accepted"] == n, summary.as_dict()
     return {"recipients": n, "seconds": round(elapsed, 3), "per_second": round(n / elapsed, 1)}

@@ -17,16 +17,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
-import tempfile
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from bench_send import CONCURRENCY, LATENCY_MS, Sandbox, juncdt_client, numbers
+from bench_send import CONCURRENCY, LATENCY_MS, Sandbox, bench_project_juncdt, new_sqlite_url
 
-from airflow_provider_sms.dispatch.engine import Campaign, CampaignOptions
 from airflow_provider_sms.dispatch.ledger import NullLedger
-from airflow_provider_sms.dispatch.recipients import Cleaner, rows_from_items
-from airflow_provider_sms.dispatch.senders import SmsSender
 from airflow_provider_sms.dispatch.sql_ledger import SqlLedger
 
 if TYPE_CHECKING:
@@ -47,7 +43,9 @@ class RoundTripLedger(NullLedger):
 class TimedSqlLedger(SqlLedger):
     """The real ledger, noting how long each request waited for its ``sending`` mark."""
 
-    waits: list[float]
+    def __init__(self, url: str, campaign: str, owner: str) -> None:
+        super().__init__(url, campaign, owner)
+        self.waits: list[float] = []
 
     async def mark_sending(self, phones: Sequence[str]) -> None:
         started = time.perf_counter()
@@ -55,21 +53,10 @@ class TimedSqlLedger(SqlLedger):
         self.waits.append(time.perf_counter() - started)
 
 
-def run(url: str, n: int, ledger: Ledger | None, start: int) -> float:
-    sender = SmsSender(juncdt_client(url), "TPL_CODE", sign_code=None, numbers_per_request=1)
-    audience = numbers(n, start)
-    campaign = Campaign(
-        sender,
-        lambda: rows_from_items(audience),
-        lambda: Cleaner(shared_params={"code": "1234"}, use_params=True),
-        CampaignOptions(concurrency=CONCURRENCY, progress_interval=3600),
-        ledger=ledger,
-    )
-    started = time.perf_counter()
-    summary = asyncio.run(campaign.run())
-    elapsed = time.perf_counter() - started
-    assert summary.counts["accepted"] == n, summary.as_dict()
-    return n / elapsed
+def ways() -> dict[str, bool | Ledger]:
+    """The three ledgers, new for each round (the campaign closes its ledger)."""
+    timed = TimedSqlLedger(new_sqlite_url(), f"cost-{time.time()}", "bench")
+    return {"none": False, "round trip": RoundTripLedger(), "sqlite": timed}
 
 
 def main() -> None:
@@ -79,20 +66,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--recipients", type=int, default=12_000)
     args = parser.parse_args()
-    rates: dict[str, list[float]] = {"none": [], "round trip": [], "sqlite": []}
+    rates: dict[str, list[float]] = {}
     waits: list[float] = []
     sandbox = Sandbox(LATENCY_MS, record=False)
     try:
         for i in range(args.rounds):
-            base = 5 * 10**8 + i * 3 * args.recipients
-            rates["none"].append(run(sandbox.url, args.recipients, None, base))
-            trip = RoundTripLedger()
-            rates["round trip"].append(run(sandbox.url, args.recipients, trip, base + args.recipients))
-            tmp = tempfile.mkdtemp(prefix="sms-ledger-cost-")
-            timed = TimedSqlLedger(f"sqlite:///{tmp}/ledger.db", f"cost-{time.time()}", "bench")
-            timed.waits = []
-            rates["sqlite"].append(run(sandbox.url, args.recipients, timed, base + 2 * args.recipients))
-            waits += timed.waits
+            for way, (name, ledger) in enumerate(ways().items()):
+                start = 5 * 10**8 + (3 * i + way) * args.recipients
+                result = bench_project_juncdt(sandbox.url, args.recipients, ledger, start)
+                rates.setdefault(name, []).append(result["per_second"])
+                if isinstance(ledger, TimedSqlLedger):
+                    waits += ledger.waits
             print(f"round {i + 1}: " + ", ".join(f"{k} {v[-1]:,.0f}/s" for k, v in rates.items()), flush=True)
     finally:
         sandbox.close()
@@ -102,7 +86,7 @@ def main() -> None:
         median = statistics.median(values)
         print(f"  {name:<11} {median:>8,.0f} recipients/s  {median / none:.2f} of no ledger")
     q = statistics.quantiles(waits, n=100)
-    marks: dict[str, Any] = {"p50": q[49], "p90": q[89], "p99": q[98]}
+    marks = {"p50": q[49], "p90": q[89], "p99": q[98]}
     shown = ", ".join(f"{k} {v * 1000:.1f}" for k, v in marks.items())
     print(f"  sqlite: how long a request waited for its sending mark, ms: {shown}")
 

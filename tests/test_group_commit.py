@@ -149,3 +149,5 @@ async def test_stop_writes_what_is_buffered_then_runs_the_last_job_and_refuses_m
         db.buffer([("late", 1)])
     with pytest.raises(GroupCommitStopped):
         db.submit(lambda: None)
+    with pytest.raises(GroupCommitStopped):
+        await asyncio.wait_for(db.stop(lambda: None), timeout=2)  # refused, not a wait for a dead thread

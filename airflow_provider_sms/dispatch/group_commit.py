@@ -63,8 +63,7 @@ class GroupCommitThread(Generic[K, V]):
     def submit(self, job: Callable[[], T]) -> Future[T]:
         future: Future[T] = Future()
         with self._cond:
-            if self._stopping:
-                raise GroupCommitStopped("the ledger thread has stopped")
+            self._check_running()
             self._jobs.append((job, future))
             self._cond.notify()
         return future
@@ -75,25 +74,29 @@ class GroupCommitThread(Generic[K, V]):
     def buffer(self, writes: Iterable[tuple[K, V]]) -> None:
         """Add writes to the next group; the thread writes it as soon as it is free."""
         with self._cond:
-            if self._stopping:
-                raise GroupCommitStopped("the ledger thread has stopped")
+            self._check_running()
             self._open.writes.update(writes)
             self._cond.notify()
 
     async def commit(self, writes: Iterable[tuple[K, V]] = ()) -> None:
         """Add writes; return once they, and everything buffered before them, are committed."""
         with self._cond:
-            if self._stopping:
-                raise GroupCommitStopped("the ledger thread has stopped")
+            self._check_running()
             group = self._open
             group.writes.update(writes)
             view = group.view()
             self._cond.notify()
         await asyncio.shield(view)  # a cancelled waiter must not cancel the group for the others
 
+    def _check_running(self) -> None:
+        """Called holding the lock: nothing may be handed over once stopping has begun."""
+        if self._stopping:
+            raise GroupCommitStopped("the ledger thread has stopped")
+
     def _stop(self, last: Callable[[], None]) -> Future[None]:
         future: Future[None] = Future()
         with self._cond:
+            self._check_running()  # a second stop would wait for a thread that has ended
             self._jobs.append((last, future))
             self._stopping = True
             self._cond.notify()
