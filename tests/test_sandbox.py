@@ -12,6 +12,7 @@ import threading
 import time
 import zipfile
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from typing import Any
 
 import httpx
@@ -73,6 +74,12 @@ def xml(response: httpx.Response) -> dict[str, str]:
     root = SafeET.fromstring(text)
     fields = {child.tag.rsplit("}", 1)[-1]: child.text or "" for child in root}
     return {"root": root.tag.rsplit("}", 1)[-1], **fields}
+
+
+def balance_query_stream(http: httpx.Client) -> AbstractContextManager[httpx.Response]:
+    """A GetNum request whose reply body is read as it arrives (for the hostile-reply faults)."""
+    form = {"account": IHUYI_ACCOUNT, "password": IHUYI_PASSWORD}
+    return http.stream("POST", IHUYI, params={"method": "GetNum"}, data=form)
 
 
 def code_of(response: httpx.Response) -> str:
@@ -561,12 +568,7 @@ def test_huge_reply_can_be_abandoned(http: httpx.Client) -> None:
     ctl(http, "POST", "/faults", {"hostile": "huge"})
     started = time.monotonic()
     received = 0
-    with http.stream(
-        "POST",
-        IHUYI,
-        params={"method": "GetNum"},
-        data={"account": IHUYI_ACCOUNT, "password": IHUYI_PASSWORD},
-    ) as response:
+    with balance_query_stream(http) as response:
         assert response.status_code == 200 and "content-length" not in response.headers
         for chunk in response.iter_raw():
             received += len(chunk)
@@ -581,12 +583,7 @@ def test_trickle_sends_a_valid_reply_slowly(http: httpx.Client) -> None:
     ctl(http, "POST", "/faults", {"hostile": "trickle", "trickle_interval": 0.25})
     started = time.monotonic()
     received = b""
-    with http.stream(
-        "POST",
-        IHUYI,
-        params={"method": "GetNum"},
-        data={"account": IHUYI_ACCOUNT, "password": IHUYI_PASSWORD},
-    ) as response:
+    with balance_query_stream(http) as response:
         for chunk in response.iter_raw():
             received += chunk
             if len(received) >= 4:

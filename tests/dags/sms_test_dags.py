@@ -11,16 +11,21 @@ from airflow_provider_sms.operators.mms import MmsSendOperator
 from airflow_provider_sms.operators.sms import SmsSendOperator
 from airflow_provider_sms.operators.template import MmsTemplateUploadOperator
 
-ARGS = {"retries": 0}
 CONF = "{{ dag_run.conf }}"
 
-with DAG(
-    "sms_test_mms",
-    schedule=None,
-    start_date=datetime(2026, 1, 1),
-    render_template_as_native_obj=True,
-    default_args=ARGS,
-) as mms_dag:
+
+def _dag(dag_id: str, *, native: bool = True) -> DAG:
+    """A DAG the tests trigger by hand, no retries; ``native``: templates render to Python objects."""
+    return DAG(
+        dag_id,
+        schedule=None,
+        start_date=datetime(2026, 1, 1),
+        render_template_as_native_obj=native,
+        default_args={"retries": 0},
+    )
+
+
+with _dag("sms_test_mms") as mms_dag:
     MmsSendOperator(
         task_id="send",
         mobiles="{{ dag_run.conf['mobiles'] }}",
@@ -32,22 +37,10 @@ with DAG(
         max_failed_ratio=0.5,
     )
 
-with DAG(
-    "sms_test_mms_guarded",
-    schedule=None,
-    start_date=datetime(2026, 1, 1),
-    render_template_as_native_obj=True,
-    default_args=ARGS,
-) as guarded_dag:
+with _dag("sms_test_mms_guarded") as guarded_dag:
     MmsSendOperator(task_id="send", mobiles="{{ dag_run.conf['mobiles'] }}", mmsid="1001", check_balance=True)
 
-with DAG(
-    "sms_test_sms",
-    schedule=None,
-    start_date=datetime(2026, 1, 1),
-    render_template_as_native_obj=True,
-    default_args=ARGS,
-) as sms_dag:
+with _dag("sms_test_sms") as sms_dag:
     SmsSendOperator(
         task_id="send",
         recipients="{{ dag_run.conf['recipients'] }}",
@@ -56,7 +49,7 @@ with DAG(
         report_uri="{{ dag_run.conf.get('report_uri', '') }}",
     )
 
-with DAG("sms_test_kill", schedule=None, start_date=datetime(2026, 1, 1), default_args=ARGS) as kill_dag:
+with _dag("sms_test_kill", native=False) as kill_dag:
     # 5,000 numbers in requests of 10, four at a time: slow enough on a slowed sandbox to be killed midway.
     MmsSendOperator(
         task_id="send",
@@ -67,13 +60,7 @@ with DAG("sms_test_kill", schedule=None, start_date=datetime(2026, 1, 1), defaul
         progress_interval=1,
     )
 
-with DAG(
-    "sms_test_faults",
-    schedule=None,
-    start_date=datetime(2026, 1, 1),
-    render_template_as_native_obj=True,
-    default_args=ARGS,
-) as faults_dag:
+with _dag("sms_test_faults") as faults_dag:
     MmsSendOperator(
         task_id="send",
         mobiles=[f"133{i:08d}" for i in range(10_000)],
@@ -85,9 +72,7 @@ with DAG(
         report_uri="{{ dag_run.conf['report_uri'] }}",
     )
 
-with DAG(
-    "sms_test_mapped_mms", schedule=None, start_date=datetime(2026, 1, 1), default_args=ARGS
-) as mapped_mms_dag:
+with _dag("sms_test_mapped_mms", native=False) as mapped_mms_dag:
     # Dynamic task mapping: one template per title, then one send per uploaded template.
     FRAMES = Path(__file__).resolve().parents[2] / "example_dags" / "frames"  # resolve(): the link's target
     uploads = MmsTemplateUploadOperator.partial(
