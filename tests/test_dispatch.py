@@ -15,7 +15,14 @@ import pytest
 
 from airflow_provider_sms.dispatch.engine import Campaign, CampaignOptions
 from airflow_provider_sms.dispatch.outcomes import Summary
-from airflow_provider_sms.dispatch.recipients import Cleaner, rows_from_file, rows_from_items
+from airflow_provider_sms.dispatch.recipients import (
+    Cleaner,
+    Recipient,
+    Refused,
+    Row,
+    rows_from_file,
+    rows_from_items,
+)
 from airflow_provider_sms.dispatch.report import ReportWriter
 from airflow_provider_sms.dispatch.retry import RetryPolicy
 from airflow_provider_sms.dispatch.senders import MmsSender, SmsSender
@@ -103,6 +110,17 @@ async def test_personalised_rows_checked_before_sending(gw: SandboxServer) -> No
     assert summary.counts["accepted"] == 1 and summary.counts["rejected"] == 2
     reasons = " ".join(summary.reasons)
     assert "missing order" in reasons and "unexpected extra" in reasons
+
+
+def test_rows_without_params_are_judged_by_the_names_in_force() -> None:
+    # Rows without params of their own share one answer, until a row with params settles the names.
+    rows = [Row(0, "13800000001"), Row(1, "13800000002", {"code": "1"}), Row(2, "13800000003")]
+    first, second, third = Cleaner().clean(rows)
+    assert isinstance(first, Recipient) and first.params is None
+    assert isinstance(second, Recipient) and second.params == {"code": "1"}
+    assert isinstance(third, Refused) and third.reason == "params missing code"
+    shared = list(Cleaner(shared_params={"code": 7}).clean([Row(0, "13800000001"), Row(1, "13800000002")]))
+    assert [r.params for r in shared if isinstance(r, Recipient)] == [{"code": "7"}, {"code": "7"}]
 
 
 async def test_rate_limit_is_never_exceeded(gw: SandboxServer) -> None:

@@ -15,7 +15,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Mapping
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -71,14 +71,14 @@ class GroupCommitThread(Generic[K, V]):
     async def call(self, job: Callable[[], T]) -> T:
         return await asyncio.wrap_future(self.submit(job))
 
-    def buffer(self, writes: Iterable[tuple[K, V]]) -> None:
+    def buffer(self, writes: Mapping[K, V] | Iterable[tuple[K, V]]) -> None:
         """Add writes to the next group; the thread writes it as soon as it is free."""
         with self._cond:
             self._check_running()
             self._open.writes.update(writes)
             self._cond.notify()
 
-    async def commit(self, writes: Iterable[tuple[K, V]] = ()) -> None:
+    async def commit(self, writes: Mapping[K, V] | Iterable[tuple[K, V]] = ()) -> None:
         """Add writes; return once they, and everything buffered before them, are committed."""
         with self._cond:
             self._check_running()

@@ -338,17 +338,21 @@ class SqlLedger:
             raise
 
     def _write_group(self, pending: dict[str, _Values]) -> None:
-        marks = sorted(phone for phone, values in pending.items() if values[0] == SENDING)
-        outcomes = sorted((phone, values) for phone, values in pending.items() if values[0] != SENDING)
+        # One pass over the numbers: a group holds thousands, and a batch's numbers share one value.
+        shared: dict[_Values, list[str]] = {}
+        for phone, values in pending.items():
+            shared.setdefault(values, []).append(phone)
+        marks = shared.pop(_MARK, [])
+        outcomes = bool(shared)
         now = _now()
         params: Any
         if self._postgres:
-            params = {bind: [values[i] for _, values in outcomes] for i, bind in enumerate(OUTCOME_BINDS)}
-            params.update(r_phone=[phone for phone, _ in outcomes], now=now)
-        else:
-            shared: dict[_Values, list[str]] = {}
-            for phone, values in outcomes:
-                shared.setdefault(values, []).append(phone)
+            # Sorted: rows are locked in key order, so writers and claimers cannot deadlock.
+            marks.sort()
+            rows = sorted((phone, values) for values, numbers in shared.items() for phone in numbers)
+            params = {bind: [values[i] for _, values in rows] for i, bind in enumerate(OUTCOME_BINDS)}
+            params.update(r_phone=[phone for phone, _ in rows], now=now)
+        else:  # one writer at a time: the order does not matter
             params = [
                 {"now": now, "phones": json.dumps(numbers), **dict(zip(OUTCOME_BINDS, values, strict=True))}
                 for values, numbers in shared.items()
@@ -387,7 +391,7 @@ class SqlLedger:
         """Return once ``phones`` are committed as ``sending``, with every outcome recorded before."""
         self._check_open()
         if phones:
-            await self._db.commit((phone, _MARK) for phone in phones)
+            await self._db.commit(dict.fromkeys(phones, _MARK))
 
     def record(self, phones: Sequence[str], verdict: Verdict) -> None:
         """Buffer the outcome: the ledger thread commits it with the next group, at once when idle
@@ -398,7 +402,7 @@ class SqlLedger:
             raise ValueError(f"the ledger records final outcomes, not {status!r}")
         v = verdict
         values = (status, v.code[:TEXT_LIMIT], v.message[:TEXT_LIMIT], v.gateway_id[:TEXT_LIMIT])
-        self._db.buffer((phone, values) for phone in phones)
+        self._db.buffer(dict.fromkeys(phones, values))
 
     async def done_count(self) -> int:
         """Numbers of this campaign accepted, or possibly delivered (sending/ambiguous)."""
