@@ -151,3 +151,23 @@ async def test_stop_writes_what_is_buffered_then_runs_the_last_job_and_refuses_m
         db.submit(lambda: None)
     with pytest.raises(GroupCommitStopped):
         await asyncio.wait_for(db.stop(lambda: None), timeout=2)  # refused, not a wait for a dead thread
+
+
+async def test_the_last_job_runs_after_a_group_buffered_while_the_previous_one_was_written() -> None:
+    # The thread alternates groups and jobs; the last job must still wait for every group.
+    release = threading.Event()
+    written: list[dict[str, int]] = []
+
+    def write(writes: dict[str, int]) -> None:
+        release.wait(5)
+        written.append(dict(writes))
+
+    db: GroupCommitThread[str, int] = GroupCommitThread("ledger-test", write)
+    db.buffer([("first", 1)])
+    await asyncio.sleep(0.05)  # the thread is inside write() with the first group
+    db.buffer([("second", 2)])
+    stopped = asyncio.ensure_future(db.stop(lambda: written.append({"last": 0})))
+    await asyncio.sleep(0.05)
+    release.set()
+    await stopped
+    assert written == [{"first": 1}, {"second": 2}, {"last": 0}]

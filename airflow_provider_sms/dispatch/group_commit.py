@@ -55,6 +55,7 @@ class GroupCommitThread(Generic[K, V]):
         self._jobs: deque[tuple[Callable[[], Any], Future[Any]]] = deque()
         self._open: _Group[K, V] = _Group()
         self._stopping = False
+        self._last: tuple[Callable[[], Any], Future[Any]] | None = None  # runs after everything else
         self.groups = 0  # transactions written
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
@@ -97,7 +98,7 @@ class GroupCommitThread(Generic[K, V]):
         future: Future[None] = Future()
         with self._cond:
             self._check_running()  # a second stop would wait for a thread that has ended
-            self._jobs.append((last, future))
+            self._last = (last, future)
             self._stopping = True
             self._cond.notify()
         return future
@@ -130,8 +131,11 @@ class GroupCommitThread(Generic[K, V]):
                     group, self._open = self._open, _Group()
                 elif self._jobs:
                     job = self._jobs.popleft()
-                else:
-                    return  # stopping, and nothing is left
+                else:  # stopping, and every group and job handed over is done
+                    job = self._last
+                    self._last = None
+            if job is None and group is None:
+                return
             if group is not None:
                 group_next = False
                 self._commit(group)
