@@ -246,7 +246,7 @@ def bench_bare(url: str, n: int) -> dict[str, Any]:
     return {"recipients": n, "seconds": round(elapsed, 3), "per_second": round(n / elapsed, 1)}
 
 
-def bench_ihuyi(url: str, n: int, ledger: bool) -> dict[str, Any]:
+def bench_ihuyi(url: str, n: int, ledger: bool | Ledger) -> dict[str, Any]:
     from airflow_provider_sms.dispatch.senders import MmsSender
 
     sender = MmsSender(ihuyi_client(url), "1001", pid=1, send_time="", numbers_per_request=100)

@@ -16,13 +16,11 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import statistics
-import time
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from bench_send import CONCURRENCY, LATENCY_MS, Sandbox, ihuyi_client, new_sqlite_url, numbers, run_campaign
+from bench_send import CONCURRENCY, LATENCY_MS, Sandbox, bench_ihuyi, new_sqlite_url
 
-from airflow_provider_sms.dispatch.senders import MmsSender
 from airflow_provider_sms.dispatch.sql_ledger import LedgerError, SqlLedger, _Values
 
 if TYPE_CHECKING:
@@ -90,17 +88,6 @@ class ChildLedger(SqlLedger):
         self._engine.dispose()
 
 
-def campaign_rate(url: str, ledger: SqlLedger) -> float:
-    """bench_send.py's ihuyi campaign; each run has its own ledger file, so the numbers can repeat."""
-    sender = MmsSender(ihuyi_client(url), "1001", pid=1, send_time="", numbers_per_request=100)
-    audience = numbers(NUMBERS, 3 * 10**8)
-    started = time.perf_counter()
-    summary = run_campaign(sender, audience, ledger=ledger)
-    elapsed = time.perf_counter() - started
-    assert summary.counts["accepted"] == NUMBERS, summary.as_dict()
-    return NUMBERS / elapsed
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -110,7 +97,9 @@ def main() -> None:
     try:
         for i in range(args.rounds):
             for way, kind in (("thread", SqlLedger), ("child process", ChildLedger)):
-                rate = campaign_rate(sandbox.url, kind(new_sqlite_url(), "child-probe", "bench"))
+                # Each run has its own ledger file, so every run can send the same numbers.
+                ledger = kind(new_sqlite_url(), "child-probe", "bench")
+                rate = float(bench_ihuyi(sandbox.url, NUMBERS, ledger)["per_second"])
                 rates[way].append(rate)
                 print(f"round {i + 1} {way:>13}: {rate:9,.0f} numbers/s", flush=True)
     finally:
