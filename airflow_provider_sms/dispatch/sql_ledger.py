@@ -342,8 +342,7 @@ class SqlLedger:
         shared: dict[_Values, list[str]] = {}
         for phone, values in pending.items():
             shared.setdefault(values, []).append(phone)
-        marks = shared.pop(_MARK, [])
-        outcomes = bool(shared)
+        marks = shared.pop(_MARK, [])  # what is left in shared are the outcomes
         now = _now()
         params: Any
         if self._postgres:
@@ -359,7 +358,7 @@ class SqlLedger:
             ]
 
         def work(conn: Connection) -> None:
-            if outcomes:
+            if shared:
                 conn.execute(self._record, params)
             if marks:
                 marked = conn.execute(self._mark, {"phones": self._numbers(marks), "now": now}).rowcount
