@@ -155,16 +155,18 @@ async def test_stop_writes_what_is_buffered_then_runs_the_last_job_and_refuses_m
 
 async def test_the_last_job_runs_after_a_group_buffered_while_the_previous_one_was_written() -> None:
     # The thread alternates groups and jobs; the last job must still wait for every group.
+    writing = threading.Event()
     release = threading.Event()
     written: list[dict[str, int]] = []
 
     def write(writes: dict[str, int]) -> None:
+        writing.set()
         release.wait(5)
         written.append(dict(writes))
 
     db: GroupCommitThread[str, int] = GroupCommitThread("ledger-test", write)
     db.buffer([("first", 1)])
-    await asyncio.sleep(0.05)  # the thread is inside write() with the first group
+    assert await asyncio.to_thread(writing.wait, 5)  # the thread is inside write() with the first group
     db.buffer([("second", 2)])
     stopped = asyncio.ensure_future(db.stop(lambda: written.append({"last": 0})))
     await asyncio.sleep(0.05)
