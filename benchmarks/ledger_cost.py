@@ -1,14 +1,18 @@
-"""Where the durable ledger's cost on the juncdt path (1 number per request) comes from.
+"""What the durable ledger costs the send path, and where its database work runs best.
 
-Runs the same campaign as bench_send.py's (a) (20 ms latency, concurrency 64) three ways, interleaved
-over several rounds because this machine's runs vary:
+Runs bench_send.py's campaigns (20 ms latency, concurrency 64) interleaved over several rounds,
+because this machine's runs vary, with these ledgers:
   none        no ledger;
-  round trip  a ledger that does no database work, but makes each request wait one 0.5 ms commit
-              round trip before it starts, as a durable "sending" mark must: the cost of the
-              design itself, whatever the database;
-  sqlite      the real SQLite ledger; also reports how long requests waited for their mark.
+  round trip  no database work, but each request waits one 0.5 ms commit round trip before it
+              starts, as a durable "sending" mark must: the cost of the design itself;
+  thread      SqlLedger: SQLite on a thread of the sending process;
+  process     ProcessLedger (what the operators use): SQLite in a child process.
+The juncdt campaign (1 number per request) runs with each; the ihuyi one (100 per request) with the
+thread and the process. Besides recipients/s it reports CPU per request: the sending process, the
+ledger's child process, and the sandbox (the two cores are shared by all three), and how long
+requests waited for their "sending" mark.
 
-    python benchmarks/ledger_cost.py            # 3 rounds of 12,000 recipients each way
+    python benchmarks/ledger_cost.py            # 3 rounds: 12,000 juncdt and 600,000 ihuyi numbers each way
     python benchmarks/ledger_cost.py --rounds 1
 """
 
@@ -16,21 +20,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import resource
 import statistics
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from bench_send import CONCURRENCY, LATENCY_MS, Sandbox, bench_project_juncdt, new_sqlite_url
+from bench_send import CONCURRENCY, LATENCY_MS, Sandbox, bench_ihuyi, bench_project_juncdt, new_sqlite_url
 
 from airflow_provider_sms.dispatch.ledger import NullLedger
+from airflow_provider_sms.dispatch.ledger_process import ProcessLedger
 from airflow_provider_sms.dispatch.sql_ledger import SqlLedger
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from airflow_provider_sms.dispatch.ledger import Ledger
+    from airflow_provider_sms.dispatch.outcomes import Verdict
+    from airflow_provider_sms.dispatch.recipients import Recipient
 
 ROUND_TRIP_S = 0.0005
+IHUYI_NUMBERS = 600_000
 
 
 class RoundTripLedger(NullLedger):
@@ -40,23 +50,53 @@ class RoundTripLedger(NullLedger):
         await asyncio.sleep(ROUND_TRIP_S)
 
 
-class TimedSqlLedger(SqlLedger):
-    """The real ledger, noting how long each request waited for its ``sending`` mark."""
+class Timed:
+    """A ledger passed through, noting how long each request waited for its ``sending`` mark."""
 
-    def __init__(self, url: str, campaign: str, owner: str) -> None:
-        super().__init__(url, campaign, owner)
-        self.waits: list[float] = []
+    def __init__(self, ledger: Ledger, waits: list[float]) -> None:
+        self.ledger = ledger
+        self.waits = waits
+
+    async def claim(self, recipients: Sequence[Recipient]) -> dict[str, Verdict]:
+        return await self.ledger.claim(recipients)
 
     async def mark_sending(self, phones: Sequence[str]) -> None:
         started = time.perf_counter()
-        await super().mark_sending(phones)
+        await self.ledger.mark_sending(phones)
         self.waits.append(time.perf_counter() - started)
 
+    def record(self, phones: Sequence[str], verdict: Verdict) -> None:
+        self.ledger.record(phones, verdict)
 
-def ways() -> dict[str, bool | Ledger]:
-    """The three ledgers, new for each round (the campaign closes its ledger)."""
-    timed = TimedSqlLedger(new_sqlite_url(), f"cost-{time.time()}", "bench")
-    return {"none": False, "round trip": RoundTripLedger(), "sqlite": timed}
+    async def done_count(self) -> int:
+        return await self.ledger.done_count()
+
+    async def close(self) -> None:
+        await self.ledger.close()
+
+
+def cpu_seconds(who: int, pid: int | None = None) -> float:
+    """CPU (user + system) of this process (RUSAGE_SELF), of its reaped children, or of ``pid``."""
+    if pid is not None:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rpartition(")")[2].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measured(run: Callable[[], dict[str, Any]], requests: int, sandbox: Sandbox) -> dict[str, float]:
+    """The run's rate, and CPU µs per request: sender, ledger child (reaped at close), sandbox."""
+    before = [cpu_seconds(resource.RUSAGE_SELF), cpu_seconds(resource.RUSAGE_CHILDREN)]
+    box = cpu_seconds(0, sandbox.proc.pid)
+    result = run()
+    used = [
+        cpu_seconds(resource.RUSAGE_SELF) - before[0],
+        cpu_seconds(resource.RUSAGE_CHILDREN) - before[1],
+        cpu_seconds(0, sandbox.proc.pid) - box,
+    ]
+    per = [round(seconds / requests * 1e6) for seconds in used]
+    return {"rate": result["per_second"], "sender": per[0], "child": per[1], "sandbox": per[2]}
 
 
 def main() -> None:
@@ -66,29 +106,49 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--recipients", type=int, default=12_000)
     args = parser.parse_args()
-    rates: dict[str, list[float]] = {}
-    waits: list[float] = []
+    n = args.recipients
+    runs: dict[str, list[dict[str, float]]] = {}
+    waits: dict[str, list[float]] = {"thread": [], "process": []}
     sandbox = Sandbox(LATENCY_MS, record=False)
     try:
         for i in range(args.rounds):
-            for way, (name, ledger) in enumerate(ways().items()):
-                start = 5 * 10**8 + (3 * i + way) * args.recipients
-                result = bench_project_juncdt(sandbox.url, args.recipients, ledger, start)
-                rates.setdefault(name, []).append(result["per_second"])
-                if isinstance(ledger, TimedSqlLedger):
-                    waits += ledger.waits
-            print(f"round {i + 1}: " + ", ".join(f"{k} {v[-1]:,.0f}/s" for k, v in rates.items()), flush=True)
+            juncdt: dict[str, Callable[[], bool | Ledger]] = {
+                "none": lambda: False,
+                "round trip": RoundTripLedger,
+                "thread": lambda: Timed(SqlLedger(new_sqlite_url(), "cost", "bench"), waits["thread"]),
+                "process": lambda: Timed(ProcessLedger(new_sqlite_url(), "cost", "bench"), waits["process"]),
+            }
+            for way, (name, ledger) in enumerate(juncdt.items()):
+                start = 5 * 10**8 + (4 * i + way) * n
+
+                def run_juncdt(new: Callable[[], bool | Ledger] = ledger, at: int = start) -> dict[str, Any]:
+                    return bench_project_juncdt(sandbox.url, n, new(), at)
+
+                runs.setdefault(f"juncdt {name}", []).append(measured(run_juncdt, n, sandbox))
+            for name, kind in (("thread", SqlLedger), ("process", ProcessLedger)):
+
+                def run_ihuyi(new: type[SqlLedger] | type[ProcessLedger] = kind) -> dict[str, Any]:
+                    return bench_ihuyi(sandbox.url, IHUYI_NUMBERS, new(new_sqlite_url(), "cost", "bench"))
+
+                runs.setdefault(f"ihuyi {name}", []).append(
+                    measured(run_ihuyi, IHUYI_NUMBERS // 100, sandbox)
+                )
+            print(
+                f"round {i + 1}: " + ", ".join(f"{k} {v[-1]['rate']:,.0f}/s" for k, v in runs.items()),
+                flush=True,
+            )
     finally:
         sandbox.close()
-    none = statistics.median(rates["none"])
-    print(f"medians over {args.rounds} rounds (juncdt, 1 number/request, concurrency {CONCURRENCY}):")
-    for name, values in rates.items():
-        median = statistics.median(values)
-        print(f"  {name:<11} {median:>8,.0f} recipients/s  {median / none:.2f} of no ledger")
-    q = statistics.quantiles(waits, n=100)
-    marks = {"p50": q[49], "p90": q[89], "p99": q[98]}
-    shown = ", ".join(f"{k} {v * 1000:.1f}" for k, v in marks.items())
-    print(f"  sqlite: how long a request waited for its sending mark, ms: {shown}")
+    print(f"medians over {args.rounds} rounds ({LATENCY_MS} ms latency, concurrency {CONCURRENCY}):")
+    print(f"  {'':<20} {'recipients/s':>12}   CPU µs per request: sender, ledger child, sandbox")
+    for name, values in runs.items():
+        med = {key: statistics.median(v[key] for v in values) for key in values[0]}
+        cpu = " ".join(f"{med[key]:>6.0f}" for key in ("sender", "child", "sandbox"))
+        print(f"  {name:<20} {med['rate']:>12,.0f}   {cpu}")
+    for name, marks in waits.items():
+        q = statistics.quantiles(marks, n=100)
+        shown = ", ".join(f"{k} {q[i] * 1000:.1f}" for k, i in (("p50", 49), ("p90", 89), ("p99", 98)))
+        print(f"  juncdt {name}: how long a request waited for its sending mark, ms: {shown}")
 
 
 if __name__ == "__main__":

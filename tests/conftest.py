@@ -40,6 +40,7 @@ from airflow_provider_sms.sandbox.accounts import (  # noqa: E402
     JUNCDT_PACKAGE_CODE,
 )
 from airflow_provider_sms.sandbox.server import SandboxServer  # noqa: E402
+from tests.pgserver import PostgresServer, PostgresUnavailable  # noqa: E402
 
 SECRETS = (IHUYI_PASSWORD, JUNCDT_ACCESS_SECRET, JUNCDT_PACKAGE_CODE)
 
@@ -95,6 +96,24 @@ def connections(gw: SandboxServer, monkeypatch: pytest.MonkeyPatch) -> SandboxSe
     set_conn(monkeypatch, "ihuyi_default", ihuyi_conn(gw.url))
     set_conn(monkeypatch, "juncdt_default", juncdt_conn(gw.url))
     return gw
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A real PostgreSQL for the session ($SMS_TEST_POSTGRES_URL, else a private server). Never skipped:
+    without PostgreSQL the concurrency guarantees would go untested, so the tests fail, saying why."""
+    if url := os.environ.get("SMS_TEST_POSTGRES_URL"):
+        yield url
+        return
+    server = PostgresServer()
+    try:
+        server.start()
+    except PostgresUnavailable as exc:
+        pytest.fail(f"PostgreSQL is needed by the ledger tests: {exc}", pytrace=False)
+    try:
+        yield server.url
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

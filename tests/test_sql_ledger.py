@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +25,12 @@ from sqlalchemy import create_engine, event, make_url, text
 from sqlalchemy.pool import NullPool
 
 from airflow_provider_sms.dispatch.engine import Campaign, CampaignOptions
+from airflow_provider_sms.dispatch.ledger_process import ProcessLedger
 from airflow_provider_sms.dispatch.outcomes import Outcome, Verdict
 from airflow_provider_sms.dispatch.recipients import Cleaner, Recipient, rows_from_items
 from airflow_provider_sms.dispatch.sql_ledger import AMBIGUOUS_MESSAGE, LedgerError, SqlLedger
 from airflow_provider_sms.gateways.models import GatewayReply
 from airflow_provider_sms.protocol.codes import CodeClass
-from tests.pgserver import PostgresServer, PostgresUnavailable
 
 ROOT = Path(__file__).resolve().parent.parent
 OWNER = "dag/task/run/-1"
@@ -39,29 +39,21 @@ ACCEPTED = Verdict(Outcome.ACCEPTED, "0", "ok", "G-1", 1)
 
 
 # ----- fixtures -----------------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A real PostgreSQL for the session ($SMS_TEST_POSTGRES_URL, else a private server). Never skipped:
-    without PostgreSQL the concurrency guarantees would go untested, so the tests fail, saying why."""
-    if url := os.environ.get("SMS_TEST_POSTGRES_URL"):
-        yield url
-        return
-    server = PostgresServer()
-    try:
-        server.start()
-    except PostgresUnavailable as exc:
-        pytest.fail(f"PostgreSQL is needed by the ledger tests: {exc}", pytrace=False)
-    try:
-        yield server.url
-    finally:
-        server.stop()
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'not-yet' / 'ledger.db'}"  # the ledger creates the directory
     return str(request.getfixturevalue("postgres_url"))
+
+
+LedgerType = type[SqlLedger] | type[ProcessLedger]
+KINDS: dict[str, LedgerType] = {"thread": SqlLedger, "process": ProcessLedger}
+
+
+@pytest.fixture(params=list(KINDS))
+def ledger_type(request: pytest.FixtureRequest) -> LedgerType:
+    """Both ledgers keep one promise: the database work on a thread, or in a child process."""
+    return KINDS[request.param]
 
 
 @pytest.fixture
@@ -99,14 +91,14 @@ def statuses(url: str, campaign: str) -> dict[str, str]:
     return {p: row["status"] for p, row in table_rows(url, campaign).items()}
 
 
-async def claimed(ledger: SqlLedger, recipients: Sequence[Recipient]) -> set[str]:
+async def claimed(ledger: SqlLedger | ProcessLedger, recipients: Sequence[Recipient]) -> set[str]:
     verdicts = await ledger.claim(recipients)
     return {r.phone for r in recipients} - set(verdicts)
 
 
 # ----- claiming -----------------------------------------------------------------------------------
-async def test_claim_new_numbers(db_url: str, campaign: str) -> None:
-    ledger = SqlLedger(db_url, campaign, OWNER)
+async def test_claim_new_numbers(ledger_type: LedgerType, db_url: str, campaign: str) -> None:
+    ledger = ledger_type(db_url, campaign, OWNER)
     try:
         audience = people(3)
         assert await ledger.claim([*audience, audience[0]]) == {}  # a repeated number is claimed once
@@ -122,9 +114,11 @@ async def test_claim_new_numbers(db_url: str, campaign: str) -> None:
         assert Path(db_url.removeprefix("sqlite:///")).exists()
 
 
-async def test_numbers_held_by_another_task_are_skipped(db_url: str, campaign: str) -> None:
-    first = SqlLedger(db_url, campaign, OWNER)
-    second = SqlLedger(db_url, campaign, OTHER)
+async def test_numbers_held_by_another_task_are_skipped(
+    ledger_type: LedgerType, db_url: str, campaign: str
+) -> None:
+    first = ledger_type(db_url, campaign, OWNER)
+    second = ledger_type(db_url, campaign, OTHER)
     try:
         assert await first.claim(people(5)) == {}
         verdicts = await second.claim(people(5, start=3))  # numbers 3, 4 overlap
@@ -141,9 +135,11 @@ async def test_numbers_held_by_another_task_are_skipped(db_url: str, campaign: s
         await second.close()
 
 
-async def test_accepted_is_skipped_on_a_later_run_of_the_same_campaign(db_url: str, campaign: str) -> None:
+async def test_accepted_is_skipped_on_a_later_run_of_the_same_campaign(
+    ledger_type: LedgerType, db_url: str, campaign: str
+) -> None:
     audience = people(4)
-    run1 = SqlLedger(db_url, campaign, "dag/task/run-1/-1")
+    run1 = ledger_type(db_url, campaign, "dag/task/run-1/-1")
     assert await run1.claim(audience) == {}
     await run1.mark_sending(phones(audience))
     run1.record(phones(audience[:3]), ACCEPTED)
@@ -152,30 +148,32 @@ async def test_accepted_is_skipped_on_a_later_run_of_the_same_campaign(db_url: s
     row = table_rows(db_url, campaign)[audience[0].phone]
     assert (row["status"], row["code"], row["message"], row["gateway_id"]) == ("accepted", "0", "ok", "G-1")
 
-    run2 = SqlLedger(db_url, campaign, "dag/task/run-2/-1")
+    run2 = ledger_type(db_url, campaign, "dag/task/run-2/-1")
     try:
         skipped = Verdict(Outcome.SKIPPED, "ledger", f"already accepted in campaign {campaign}")
         assert await run2.claim(audience) == {p: skipped for p in phones(audience[:3])}
         assert await run2.done_count() == 3
     finally:
         await run2.close()
-    other_campaign = SqlLedger(db_url, campaign + "-b", "dag/task/run-2/-1")
+    other_campaign = ledger_type(db_url, campaign + "-b", "dag/task/run-2/-1")
     try:
         assert await other_campaign.claim(audience) == {}  # the key is the campaign, not the number
     finally:
         await other_campaign.close()
 
 
-async def test_failed_not_sent_and_rejected_are_claimed_again_by_anyone(db_url: str, campaign: str) -> None:
+async def test_failed_not_sent_and_rejected_are_claimed_again_by_anyone(
+    ledger_type: LedgerType, db_url: str, campaign: str
+) -> None:
     audience = people(3)
-    first = SqlLedger(db_url, campaign, OWNER)
+    first = ledger_type(db_url, campaign, OWNER)
     await first.claim(audience)
     await first.mark_sending(phones(audience))
     outcomes = (Outcome.FAILED, Outcome.NOT_SENT, Outcome.REJECTED)
     for recipient, outcome in zip(audience, outcomes, strict=True):
         first.record([recipient.phone], Verdict(outcome, "x", "why"))
     await first.close()
-    second = SqlLedger(db_url, campaign, OTHER)
+    second = ledger_type(db_url, campaign, OTHER)
     try:
         assert await second.claim(audience) == {}
         assert await second.done_count() == 0
@@ -187,13 +185,15 @@ async def test_failed_not_sent_and_rejected_are_claimed_again_by_anyone(db_url: 
     }
 
 
-async def test_resume_reclaims_own_numbers_that_were_never_sent(db_url: str, campaign: str) -> None:
+async def test_resume_reclaims_own_numbers_that_were_never_sent(
+    ledger_type: LedgerType, db_url: str, campaign: str
+) -> None:
     audience = people(1500)  # a crashed try: claimed, never marked
-    try1 = SqlLedger(db_url, campaign, OWNER)
+    try1 = ledger_type(db_url, campaign, OWNER)
     await try1.claim(audience)
     await try1.close()
-    try2 = SqlLedger(db_url, campaign, OWNER)
-    other = SqlLedger(db_url, campaign, OTHER)
+    try2 = ledger_type(db_url, campaign, OWNER)
+    other = ledger_type(db_url, campaign, OTHER)
     try:
         assert await other.claim(audience[:10]) != {}  # not to another task instance
         assert await try2.claim(audience) == {}
@@ -202,16 +202,18 @@ async def test_resume_reclaims_own_numbers_that_were_never_sent(db_url: str, cam
         await other.close()
 
 
-async def test_crash_after_sending_is_ambiguous_not_resent(db_url: str, campaign: str) -> None:
+async def test_crash_after_sending_is_ambiguous_not_resent(
+    ledger_type: LedgerType, db_url: str, campaign: str
+) -> None:
     audience = people(4)
     sent, unsent = phones(audience[:2]), phones(audience[2:])
-    try1 = SqlLedger(db_url, campaign, OWNER)
+    try1 = ledger_type(db_url, campaign, OWNER)
     await try1.claim(audience)
     await try1.mark_sending(sent)  # the request started... and the worker died before the reply
     await try1.close()
     assert statuses(db_url, campaign) == dict.fromkeys(sent, "sending") | dict.fromkeys(unsent, "claimed")
 
-    try2 = SqlLedger(db_url, campaign, OWNER)
+    try2 = ledger_type(db_url, campaign, OWNER)
     try:
         ambiguous = Verdict(Outcome.AMBIGUOUS, "ledger", AMBIGUOUS_MESSAGE)
         assert await try2.claim(audience) == dict.fromkeys(sent, ambiguous)  # the other two: resumed
@@ -220,17 +222,17 @@ async def test_crash_after_sending_is_ambiguous_not_resent(db_url: str, campaign
     finally:
         await try2.close()
 
-    try3 = SqlLedger(db_url, campaign, OWNER)
+    try3 = ledger_type(db_url, campaign, OWNER)
     try:
         assert set((await try3.claim(audience)).values()) == {ambiguous}  # recorded ambiguous: same
     finally:
         await try3.close()
-    resend = SqlLedger(db_url, campaign, OWNER, resend_ambiguous=True)
+    resend = ledger_type(db_url, campaign, OWNER, resend_ambiguous=True)
     try:
         assert await resend.claim(audience) == {}  # the user asked to resend what may have gone
     finally:
         await resend.close()
-    other = SqlLedger(db_url, campaign, OTHER, resend_ambiguous=True)
+    other = ledger_type(db_url, campaign, OTHER, resend_ambiguous=True)
     try:  # resend_ambiguous is about our own tries, never about numbers another task holds
         assert {v.message for v in (await other.claim(audience)).values()} == {f"held by {OWNER}"}
     finally:
@@ -239,10 +241,10 @@ async def test_crash_after_sending_is_ambiguous_not_resent(db_url: str, campaign
 
 # ----- marks, records, group commit ---------------------------------------------------------------
 async def test_mark_sending_is_committed_before_it_returns_with_earlier_records(
-    db_url: str, campaign: str
+    ledger_type: LedgerType, db_url: str, campaign: str
 ) -> None:
     a, b, c = phones(people(3))
-    ledger = SqlLedger(db_url, campaign, OWNER)
+    ledger = ledger_type(db_url, campaign, OWNER)
     try:
         await ledger.claim(people(3))
         await ledger.mark_sending([a])
@@ -261,9 +263,11 @@ async def test_mark_sending_is_committed_before_it_returns_with_earlier_records(
     assert len(rows[b]["message"]) == 500  # bounded
 
 
-async def test_group_commit_batches_concurrent_marks(db_url: str, campaign: str) -> None:
+async def test_group_commit_batches_concurrent_marks(
+    ledger_type: LedgerType, db_url: str, campaign: str
+) -> None:
     audience = people(200)
-    ledger = SqlLedger(db_url, campaign, OWNER)
+    ledger = ledger_type(db_url, campaign, OWNER)
     try:
         await ledger.claim(audience)
         before = ledger.flushes
@@ -284,11 +288,14 @@ async def test_group_commit_batches_concurrent_marks(db_url: str, campaign: str)
         await ledger.close()
 
 
-async def test_database_work_never_runs_on_the_event_loop(db_url: str, campaign: str) -> None:
-    ledger = SqlLedger(db_url, campaign, OWNER)
+async def test_database_work_never_runs_on_the_event_loop(
+    ledger_type: LedgerType, db_url: str, campaign: str
+) -> None:
+    ledger = ledger_type(db_url, campaign, OWNER)
     threads: set[str] = set()
     where = threading.current_thread
-    event.listen(ledger._engine, "before_cursor_execute", lambda *_: threads.add(where().name))
+    if isinstance(ledger, SqlLedger):  # a ProcessLedger has no engine in this process at all
+        event.listen(ledger._store.engine, "before_cursor_execute", lambda *_: threads.add(where().name))
     blocker: Any = None
     try:
         await ledger.claim(people(2))
@@ -322,16 +329,19 @@ async def test_database_work_never_runs_on_the_event_loop(db_url: str, campaign:
         tick_task.cancel()
         assert waited >= 0.35  # it really waited for the lock (busy_timeout, not "database is locked")
         assert ticks >= 15  # while the loop kept running
-        assert threads and all(name.startswith("sms-ledger") for name in threads)
+        if isinstance(ledger, SqlLedger):
+            assert threads and all(name.startswith("sms-ledger") for name in threads)
     finally:
         if blocker is not None:
             blocker.close()
         await ledger.close()
 
 
-async def test_mark_for_a_number_we_do_not_hold_fails(db_url: str, campaign: str) -> None:
-    ledger = SqlLedger(db_url, campaign, OWNER)
-    other = SqlLedger(db_url, campaign, OTHER)
+async def test_mark_for_a_number_we_do_not_hold_fails(
+    ledger_type: LedgerType, db_url: str, campaign: str
+) -> None:
+    ledger = ledger_type(db_url, campaign, OWNER)
+    other = ledger_type(db_url, campaign, OTHER)
     try:
         await other.claim(people(1))
         with pytest.raises(LedgerError, match="not claimed by"):
@@ -344,10 +354,16 @@ async def test_mark_for_a_number_we_do_not_hold_fails(db_url: str, campaign: str
 
 # ----- concurrency --------------------------------------------------------------------------------
 def _claim_in_thread(
-    url: str, campaign: str, owner: str, audience: list[Recipient], barrier: Any, out: dict[str, Any]
+    kind: LedgerType,
+    url: str,
+    campaign: str,
+    owner: str,
+    audience: list[Recipient],
+    barrier: Any,
+    out: dict[str, Any],
 ) -> None:
     async def main() -> None:
-        ledger = SqlLedger(url, campaign, owner)
+        ledger = kind(url, campaign, owner)
         mine: set[str] = set()
         try:
             barrier.wait()
@@ -360,7 +376,9 @@ def _claim_in_thread(
     asyncio.run(main())
 
 
-def test_concurrent_claims_give_each_number_to_exactly_one_task(db_url: str, campaign: str) -> None:
+def test_concurrent_claims_give_each_number_to_exactly_one_task(
+    ledger_type: LedgerType, db_url: str, campaign: str
+) -> None:
     rng = random.Random(7)
     a_audience, b_audience = people(5000), people(5000, start=2500)
     rng.shuffle(a_audience)
@@ -368,7 +386,9 @@ def test_concurrent_claims_give_each_number_to_exactly_one_task(db_url: str, cam
     barrier = threading.Barrier(2)
     out: dict[str, set[str]] = {}
     threads = [
-        threading.Thread(target=_claim_in_thread, args=(db_url, campaign, owner, audience, barrier, out))
+        threading.Thread(
+            target=_claim_in_thread, args=(ledger_type, db_url, campaign, owner, audience, barrier, out)
+        )
         for owner, audience in ((OWNER, a_audience), (OTHER, b_audience))
     ]
     for thread in threads:
@@ -430,7 +450,9 @@ def test_two_processes_on_one_sqlite_file(tmp_path: Path) -> None:
     assert len(table_rows(url, "shared")) == 7500
 
 
-def test_tasks_starting_together_create_the_table_once(db_url: str, campaign: str) -> None:
+def test_tasks_starting_together_create_the_table_once(
+    ledger_type: LedgerType, db_url: str, campaign: str
+) -> None:
     table = f"ledger_{uuid.uuid4().hex[:8]}"
     errors: list[BaseException] = []
     barrier = threading.Barrier(4)
@@ -438,7 +460,7 @@ def test_tasks_starting_together_create_the_table_once(db_url: str, campaign: st
     def start(owner: str) -> None:
         try:
             barrier.wait()
-            ledger = SqlLedger(db_url, campaign, owner, table=table)
+            ledger = ledger_type(db_url, campaign, owner, table=table)
             asyncio.run(ledger.close())
         except BaseException as exc:
             errors.append(exc)
@@ -494,13 +516,13 @@ class FakeSender:
 AUDIENCE = [f"138{i:08d}" for i in range(3000)]
 
 
-async def send_campaign(url: str, campaign: str, log: str, die_on: int | None = None) -> Any:
+async def send_campaign(url: str, campaign: str, log: str, kind: str, die_on: int | None = None) -> Any:
     campaign_run = Campaign(
         FakeSender(log, die_on),  # type: ignore[arg-type]
         lambda: rows_from_items(AUDIENCE),
         lambda: Cleaner(use_params=False),
         CampaignOptions(concurrency=8),
-        ledger=SqlLedger(url, campaign, OWNER),
+        ledger=KINDS[kind](url, campaign, OWNER),
     )
     return await campaign_run.run()
 
@@ -509,16 +531,17 @@ KILLED_CHILD = """
 import asyncio, sys
 sys.path.insert(0, sys.argv[4])
 from tests.test_sql_ledger import send_campaign
-asyncio.run(send_campaign(sys.argv[1], sys.argv[2], sys.argv[3], die_on=12))
+asyncio.run(send_campaign(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[5], die_on=12))
 """
 
 
+@pytest.mark.parametrize("kind", list(KINDS))
 async def test_engine_retry_after_the_worker_was_killed_texts_nobody_twice(
-    db_url: str, campaign: str, tmp_path: Path
+    kind: str, db_url: str, campaign: str, tmp_path: Path
 ) -> None:
     log = str(tmp_path / "delivered.txt")
     killed = subprocess.run(
-        [sys.executable, "-c", KILLED_CHILD, db_url, campaign, log, str(ROOT)],
+        [sys.executable, "-c", KILLED_CHILD, db_url, campaign, log, str(ROOT), kind],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert killed.returncode == 9, killed.stderr
@@ -527,7 +550,7 @@ async def test_engine_retry_after_the_worker_was_killed_texts_nobody_twice(
     assert "sending" in left.values()  # requests were in flight when it died
     assert "claimed" in left.values()  # and numbers were claimed, not yet sent
 
-    summary = await send_campaign(db_url, campaign, log)  # the retry: same task instance
+    summary = await send_campaign(db_url, campaign, log, kind)  # the retry: same task instance
     delivered = Path(log).read_text().split()
     assert len(delivered) == len(set(delivered))  # nobody texted twice...
     counts = summary.counts
@@ -539,9 +562,11 @@ async def test_engine_retry_after_the_worker_was_killed_texts_nobody_twice(
 
 
 # ----- small things -------------------------------------------------------------------------------
-async def test_repr_has_no_credentials_and_closed_ledger_refuses(postgres_url: str, campaign: str) -> None:
+async def test_repr_has_no_credentials_and_closed_ledger_refuses(
+    ledger_type: LedgerType, postgres_url: str, campaign: str
+) -> None:
     url = postgres_url.replace("postgres@", "postgres:s3cret-pw@", 1)  # the test server trusts anyone
-    ledger = SqlLedger(url, campaign, OWNER)
+    ledger = ledger_type(url, campaign, OWNER)
     assert "s3cret" not in repr(ledger)
     assert "postgres@" not in repr(ledger)
     assert campaign in repr(ledger)
@@ -556,14 +581,15 @@ async def test_repr_has_no_credentials_and_closed_ledger_refuses(postgres_url: s
 def test_default_sqlite_url_and_arguments(tmp_path: Path) -> None:
     assert SqlLedger.default_sqlite_url(str(tmp_path)) == f"sqlite:///{tmp_path}/sms_ledger.db"
     assert SqlLedger.default_sqlite_url("/opt/airflow") == "sqlite:////opt/airflow/sms_ledger.db"
-    with pytest.raises(ValueError, match="SQLite and PostgreSQL"):
-        SqlLedger("mysql://u:p@localhost/db", "c", OWNER)
-    with pytest.raises(ValueError, match="campaign"):
-        SqlLedger(f"sqlite:///{tmp_path}/l.db", "", OWNER)
+    for kind in KINDS.values():  # refused before a thread or a process is started
+        with pytest.raises(ValueError, match="SQLite and PostgreSQL"):
+            kind("mysql://u:p@localhost/db", "c", OWNER)
+        with pytest.raises(ValueError, match="campaign"):
+            kind(f"sqlite:///{tmp_path}/l.db", "", OWNER)
 
 
-async def test_only_final_outcomes_are_recorded(tmp_path: Path) -> None:
-    ledger = SqlLedger(f"sqlite:///{tmp_path}/l.db", "c", OWNER)
+async def test_only_final_outcomes_are_recorded(ledger_type: LedgerType, tmp_path: Path) -> None:
+    ledger = ledger_type(f"sqlite:///{tmp_path}/l.db", "c", OWNER)
     try:
         with pytest.raises(ValueError, match="final outcomes"):
             ledger.record(["13800000000"], Verdict(Outcome.SKIPPED))
@@ -571,8 +597,8 @@ async def test_only_final_outcomes_are_recorded(tmp_path: Path) -> None:
         await ledger.close()
 
 
-async def test_claim_of_a_chunk_is_fast(db_url: str, campaign: str) -> None:
-    ledger = SqlLedger(db_url, campaign, OWNER)
+async def test_claim_of_a_chunk_is_fast(ledger_type: LedgerType, db_url: str, campaign: str) -> None:
+    ledger = ledger_type(db_url, campaign, OWNER)
     try:
         timings = []
         for k in range(5):

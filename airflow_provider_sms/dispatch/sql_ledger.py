@@ -121,8 +121,36 @@ def _sqlite_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-class SqlLedger:
-    """The ``Ledger`` on a SQLAlchemy URL (``sqlite:////abs/path.db`` or ``postgresql+psycopg2://...``).
+def outcome_values(verdict: Verdict) -> _Values:
+    """What recording ``verdict`` writes to a row; only final outcomes are recorded."""
+    status = verdict.outcome.value
+    if status not in RECORDABLE:
+        raise ValueError(f"the ledger records final outcomes, not {status!r}")
+    v = verdict
+    return (status, v.code[:TEXT_LIMIT], v.message[:TEXT_LIMIT], v.gateway_id[:TEXT_LIMIT])
+
+
+def check_arguments(url: str, campaign: str, owner: str) -> None:
+    """What any ledger front end refuses before it starts: an unsupported database, no campaign key."""
+    backend = make_url(url).get_backend_name()
+    if backend not in BACKENDS:
+        raise ValueError(f"the SMS ledger supports SQLite and PostgreSQL, not {backend!r}")
+    if backend == "sqlite" and sqlite3.sqlite_version_info < (3, 35):
+        raise LedgerError(f"the SMS ledger needs SQLite 3.35+, found {sqlite3.sqlite_version}")
+    if not campaign or not owner:
+        raise ValueError("the ledger needs a campaign key and an owner")
+
+
+def display_url(url: str) -> str:
+    """The URL without user, password or query: what a repr or an error message may show."""
+    parsed = make_url(url)
+    port = f":{parsed.port}" if parsed.port else ""
+    return f"{parsed.drivername}://{parsed.host or ''}{port}/{parsed.database or ''}"
+
+
+class LedgerStore:
+    """The ledger's SQL on one connection, synchronous: whoever owns it calls it from one thread
+    (``SqlLedger``'s thread, or the child process of ``ledger_process.ProcessLedger``).
 
     ``campaign`` is the dedupe key shared by every task that must not text a number twice; ``owner``
     names one task instance across its tries (no try number), so a retry resumes its own claims.
@@ -137,20 +165,11 @@ class SqlLedger:
         resend_ambiguous: bool = False,
         table: str = "sms_ledger",
     ) -> None:
-        parsed = make_url(url)
-        backend = parsed.get_backend_name()
-        if backend not in BACKENDS:
-            raise ValueError(f"the SMS ledger supports SQLite and PostgreSQL, not {backend!r}")
-        if backend == "sqlite" and sqlite3.sqlite_version_info < (3, 35):
-            raise LedgerError(f"the SMS ledger needs SQLite 3.35+, found {sqlite3.sqlite_version}")
-        if not campaign or not owner:
-            raise ValueError("the ledger needs a campaign key and an owner")
+        check_arguments(url, campaign, owner)
         self.campaign = campaign
         self.owner = owner
         self.resend_ambiguous = resend_ambiguous
-        port = f":{parsed.port}" if parsed.port else ""
-        self._display = f"{parsed.drivername}://{parsed.host or ''}{port}/{parsed.database or ''}"
-        self._postgres = backend == "postgresql"
+        self._postgres = make_url(url).get_backend_name() == "postgresql"
         self._table = Table(
             table,
             MetaData(),
@@ -169,30 +188,10 @@ class SqlLedger:
             sqlite_with_rowid=False,  # SQLite: rows live in the key's B-tree, one write per change, not two
         )
         self._build_statements()
-        self._lost = 0  # outcomes whose write failed (reported by close)
-        self._error: BaseException | None = None
-        self._closed = False
-        self._engine = self._create_engine(url)
-        # phone -> what the next group writes to its row (status, code, message, gateway id)
-        self._db: GroupCommitThread[str, _Values] = GroupCommitThread("sms-ledger", self._write)
-        try:
-            self._db.submit(self._create_table).result()
-        except BaseException:
-            self._db.stop_now(self._dispose)
-            raise
-
-    @property
-    def flushes(self) -> int:
-        """Group-commit transactions (marks and outcomes) written so far."""
-        return self._db.groups
-
-    @classmethod
-    def default_sqlite_url(cls, airflow_home: str) -> str:
-        """``sqlite:///<AIRFLOW_HOME>/sms_ledger.db``: durable on one machine with no connection to set up."""
-        return f"sqlite:///{os.path.abspath(os.path.join(airflow_home, 'sms_ledger.db'))}"
-
-    def __repr__(self) -> str:
-        return f"SqlLedger({self._display!r}, campaign={self.campaign!r}, owner={self.owner!r})"
+        self.lost = 0  # outcomes whose write failed (reported by the front end's close)
+        self.error: BaseException | None = None  # the first failure that lost outcomes
+        self.groups = 0  # group writes committed
+        self.engine = self._create_engine(url)
 
     # ----- setup ----------------------------------------------------------------------------------
     def _create_engine(self, url: str) -> Engine:
@@ -217,12 +216,12 @@ class SqlLedger:
             event.listen(engine, "begin", _sqlite_begin)
         return engine
 
-    def _create_table(self) -> None:
+    def create_table(self) -> None:
         try:
-            self._table.metadata.create_all(self._engine, checkfirst=True)
+            self._table.metadata.create_all(self.engine, checkfirst=True)
         except DBAPIError:
             # Mapped task instances start together: another one may have created it a moment ago.
-            if not inspect(self._engine).has_table(self._table.name):
+            if not inspect(self.engine).has_table(self._table.name):
                 raise
 
     def _build_statements(self) -> None:
@@ -286,11 +285,11 @@ class SqlLedger:
         done = t.c.status.in_(DONE)
         self._count = select(func.count()).select_from(t).where(t.c.campaign == self.campaign, done)
 
-    # ----- database work (on the ledger thread only) ----------------------------------------------
+    # ----- database work (one thread at a time) --------------------------------------------------
     def _transaction(self, work: Callable[[Connection], T]) -> T:
         for attempt in range(RETRIES):
             try:
-                with self._engine.begin() as conn:
+                with self.engine.begin() as conn:
                     return work(conn)
             except DBAPIError as exc:
                 if attempt + 1 < RETRIES and _transient(exc):
@@ -302,7 +301,8 @@ class SqlLedger:
     def _numbers(self, phones: list[str]) -> Any:
         return phones if self._postgres else json.dumps(phones)
 
-    def _claim_sync(self, phones: list[str]) -> dict[str, Verdict]:
+    def claim(self, phones: list[str]) -> dict[str, Verdict]:
+        """Claim ``phones`` in one transaction; verdicts for the numbers that are not ours to send."""
         now = _now()
 
         def work(conn: Connection) -> dict[str, Verdict]:
@@ -325,17 +325,18 @@ class SqlLedger:
             return Verdict(Outcome.AMBIGUOUS, "ledger", AMBIGUOUS_MESSAGE)
         return Verdict(Outcome.SKIPPED, "ledger", f"held by {owner}")
 
-    def _write(self, pending: dict[str, _Values]) -> None:
-        """One transaction for a group: one UPDATE for all marks, one for all outcomes. A failure
-        reaches every waiter of the group; lost outcomes are counted for ``close`` to report."""
+    def write(self, pending: dict[str, _Values]) -> None:
+        """One transaction for a group: one UPDATE for all marks, one for all outcomes. A failure is
+        raised (for the marks' waiters) and its lost outcomes counted (for the front end's close)."""
         try:
             self._write_group(pending)
         except Exception as exc:
             lost = sum(values[0] != SENDING for values in pending.values())
             if lost:
-                self._lost += lost
-                self._error = self._error or exc
+                self.lost += lost
+                self.error = self.error or exc
             raise
+        self.groups += 1
 
     def _write_group(self, pending: dict[str, _Values]) -> None:
         # One pass over the numbers: a group holds thousands, and a batch's numbers share one value.
@@ -367,11 +368,52 @@ class SqlLedger:
 
         self._transaction(work)
 
-    def _done_count_sync(self) -> int:
+    def done_count(self) -> int:
+        """Numbers of this campaign accepted, or possibly delivered (sending/ambiguous)."""
         return int(self._transaction(lambda conn: conn.execute(self._count).scalar_one()))
 
-    def _dispose(self) -> None:
-        self._engine.dispose()
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+class SqlLedger:
+    """The ``Ledger`` on a SQLAlchemy URL (``sqlite:////abs/path.db`` or ``postgresql+psycopg2://...``),
+    its database work on a thread of this process. See ``LedgerStore`` for the arguments."""
+
+    def __init__(
+        self,
+        url: str,
+        campaign: str,
+        owner: str,
+        *,
+        resend_ambiguous: bool = False,
+        table: str = "sms_ledger",
+    ) -> None:
+        self._store = LedgerStore(url, campaign, owner, resend_ambiguous=resend_ambiguous, table=table)
+        self.campaign = campaign
+        self.owner = owner
+        self._display = display_url(url)
+        self._closed = False
+        # phone -> what the next group writes to its row (status, code, message, gateway id)
+        self._db: GroupCommitThread[str, _Values] = GroupCommitThread("sms-ledger", self._store.write)
+        try:
+            self._db.submit(self._store.create_table).result()
+        except BaseException:
+            self._db.stop_now(self._store.dispose)
+            raise
+
+    @property
+    def flushes(self) -> int:
+        """Group-commit transactions (marks and outcomes) written so far."""
+        return self._store.groups
+
+    @classmethod
+    def default_sqlite_url(cls, airflow_home: str) -> str:
+        """``sqlite:///<AIRFLOW_HOME>/sms_ledger.db``: durable on one machine with no connection to set up."""
+        return f"sqlite:///{os.path.abspath(os.path.join(airflow_home, 'sms_ledger.db'))}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._display!r}, campaign={self.campaign!r}, owner={self.owner!r})"
 
     # ----- the Ledger protocol (event loop side) --------------------------------------------------
     def _check_open(self) -> None:
@@ -384,7 +426,7 @@ class SqlLedger:
         phones = sorted({r.phone for r in recipients})
         if not phones:
             return {}
-        return await self._db.call(lambda: self._claim_sync(phones))
+        return await self._db.call(lambda: self._store.claim(phones))
 
     async def mark_sending(self, phones: Sequence[str]) -> None:
         """Return once ``phones`` are committed as ``sending``, with every outcome recorded before."""
@@ -396,27 +438,23 @@ class SqlLedger:
         """Buffer the outcome: the ledger thread commits it with the next group, at once when idle
         (so a crash later cannot hide it), and no later than the next mark or ``close``."""
         self._check_open()
-        status = verdict.outcome.value
-        if status not in RECORDABLE:
-            raise ValueError(f"the ledger records final outcomes, not {status!r}")
-        v = verdict
-        values = (status, v.code[:TEXT_LIMIT], v.message[:TEXT_LIMIT], v.gateway_id[:TEXT_LIMIT])
-        self._db.buffer(dict.fromkeys(phones, values))
+        self._db.buffer(dict.fromkeys(phones, outcome_values(verdict)))
 
     async def done_count(self) -> int:
         """Numbers of this campaign accepted, or possibly delivered (sending/ambiguous)."""
         self._check_open()
         await self._db.commit()
-        return await self._db.call(self._done_count_sync)
+        return await self._db.call(self._store.done_count)
 
     async def close(self) -> None:
         """Write everything buffered, then release the connection and the thread; idempotent."""
         if self._closed:
             return
         self._closed = True
-        await self._db.stop(self._dispose)  # the thread writes every buffered group first
-        if self._error is not None:
-            raise LedgerError(f"{self._lost} outcomes could not be written to {self!r}") from self._error
+        await self._db.stop(self._store.dispose)  # the thread writes every buffered group first
+        if self._store.error is not None:
+            lost = self._store.lost
+            raise LedgerError(f"{lost} outcomes could not be written to {self!r}") from self._store.error
 
 
 if TYPE_CHECKING:

@@ -24,7 +24,8 @@ BULK_TEMPLATE_FIELDS = ("dedupe_key", "report_uri", "is_dry_run", "requests_per_
 
 
 def ledger_url_from_connection(conn_id: str) -> str:
-    """SQLAlchemy URL of an Airflow connection (postgres, mysql, sqlite, or any ``sqlalchemy_url`` extra)."""
+    """SQLAlchemy URL of an Airflow connection: postgres, sqlite, or a PostgreSQL/SQLite ``sqlalchemy_url``
+    extra (the ledger's claim relies on their ``INSERT ... ON CONFLICT``)."""
     from airflow.sdk import BaseHook
     from airflow.sdk.log import mask_secret
     from sqlalchemy.engine import URL
@@ -38,14 +39,13 @@ def ledger_url_from_connection(conn_id: str) -> str:
     drivers = {
         "postgres": "postgresql+psycopg2",
         "postgresql": "postgresql+psycopg2",
-        "mysql": "mysql+pymysql",
     }
     if conn.conn_type == "sqlite":
         return f"sqlite:///{conn.host}"
     if conn.conn_type not in drivers:
         raise AirflowFailException(
             f"ledger connection {conn_id!r} of type {conn.conn_type!r} is not supported; "
-            "use postgres, mysql, sqlite, or set extra 'sqlalchemy_url'"
+            "use postgres or sqlite, or set extra 'sqlalchemy_url' to a PostgreSQL or SQLite URL"
         )
     return URL.create(
         drivers[conn.conn_type],
@@ -144,8 +144,11 @@ class BulkSendOperator(BaseOperator):
         return str(self.dedupe_key) if self.dedupe_key else self.task_identity(context)
 
     def open_ledger(self, context: Context, dry_run: bool) -> Ledger | None:
+        """The ledger's database work runs in a child process (``ProcessLedger``), so the sending event
+        loop keeps its core; on a thread (``SqlLedger``) where no child process can be started."""
         if not self.use_ledger or dry_run:
             return None
+        from airflow_provider_sms.dispatch.ledger_process import LedgerProcessUnavailable, ProcessLedger
         from airflow_provider_sms.dispatch.sql_ledger import SqlLedger
 
         if self.ledger_conn_id:
@@ -154,12 +157,12 @@ class BulkSendOperator(BaseOperator):
             url = SqlLedger.default_sqlite_url(
                 os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow")
             )
-        return SqlLedger(
-            url,
-            self.campaign_key(context),
-            self.task_identity(context),
-            resend_ambiguous=self.resend_ambiguous,
-        )
+        campaign, owner = self.campaign_key(context), self.task_identity(context)
+        try:
+            return ProcessLedger(url, campaign, owner, resend_ambiguous=self.resend_ambiguous)
+        except LedgerProcessUnavailable as exc:
+            self.log.warning("The ledger runs on a thread of this task instead: %s", exc)
+            return SqlLedger(url, campaign, owner, resend_ambiguous=self.resend_ambiguous)
 
     # -- the flow -------------------------------------------------------------------------------------
     def send(self, context: Context, bulk: BulkSettings, ledger: Ledger | None) -> Summary:

@@ -1,0 +1,420 @@
+"""The SQL ledger with its database work in a child process, so the sending event loop keeps its core.
+
+SQLAlchemy and sqlite3 hold the GIL for most of a ledger's work: on a thread of the task's process
+they slow the event loop that sends (README, Performance). Here a child interpreter owns the
+``LedgerStore``; the event loop only writes small pickled messages to the child's stdin and reads its
+acknowledgements from its stdout, both non-blocking, with no thread on this side.
+
+The promise is ``SqlLedger``'s. The child handles messages in the order they were sent and commits
+everything that arrived while it was busy as one group: ``mark_sending`` returns once its numbers, and
+every outcome recorded before them, are committed. A child that dies fails its waiters and every call
+after it with ``LedgerError``. A parent that dies leaves the child reading end-of-file: it commits
+what it has read and exits. The child ignores SIGINT and SIGTERM (Airflow signals the whole process
+group when it stops a task): it ends when this side closes the pipe, after the last outcomes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pickle
+import select
+import signal
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_sms.dispatch.sql_ledger import (
+    _MARK,
+    LedgerError,
+    LedgerStore,
+    _Values,
+    check_arguments,
+    display_url,
+    outcome_values,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from airflow_provider_sms.dispatch.outcomes import Verdict
+    from airflow_provider_sms.dispatch.recipients import Recipient
+
+_SIZE = struct.Struct("!I")  # every message is framed by its length
+READ_SIZE = 1 << 20
+START_TIMEOUT_S = 120  # the child imports SQLAlchemy and opens the database (a busy SQLite waits 30 s)
+STOP_TIMEOUT_S = 60
+# The child imports this module from the directory this copy of the package was loaded from.
+_CHILD = f"import sys; sys.path.insert(0, sys.argv[1]); from {__name__} import serve; serve()"
+
+
+class LedgerProcessUnavailable(LedgerError):
+    """No child process could be started here: ``SqlLedger`` (a thread) keeps the same promise."""
+
+
+def _frame(message: object) -> bytes:
+    data = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+    return _SIZE.pack(len(data)) + data
+
+
+def _unframe(buffer: bytearray) -> list[Any]:
+    """The complete messages at the start of ``buffer``, removed from it."""
+    messages = []
+    start, end = 0, len(buffer)
+    view = memoryview(buffer)
+    while end - start >= _SIZE.size:
+        (size,) = _SIZE.unpack_from(buffer, start)
+        if end - start - _SIZE.size < size:
+            break
+        start += _SIZE.size
+        # Only this module's two ends write to these private pipes: nothing untrusted is unpickled.
+        messages.append(pickle.loads(view[start : start + size]))  # noqa: S301
+        start += size
+    view.release()
+    del buffer[:start]
+    return messages
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"  # engines hide parameters: no phone number in it
+
+
+# ----- the child ----------------------------------------------------------------------------------
+def serve() -> None:
+    """The child's main: read messages from stdin, answer on the original stdout (now private)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    out = os.dup(1)
+    os.dup2(2, 1)  # a stray print must not corrupt the replies
+    _Child(0, out).run()
+
+
+class _Child:
+    def __init__(self, inp: int, out: int) -> None:
+        self.inp, self.out = inp, out
+        self.buffer = bytearray()
+        self.pending: dict[str, _Values] = {}  # what the next group writes
+        self.waiting: list[int] = []  # the marks in that group
+        self.store: LedgerStore | None = None
+
+    def send(self, *message: object) -> None:
+        data = memoryview(_frame(message))
+        while data:
+            data = data[os.write(self.out, data) :]
+
+    def messages(self) -> list[Any] | None:
+        """What arrived since the last read (waiting for at least one byte); None at end-of-file."""
+        while True:
+            data = os.read(self.inp, READ_SIZE)
+            if not data:
+                return None
+            self.buffer += data
+            if messages := _unframe(self.buffer):
+                return messages
+
+    def run(self) -> None:
+        first = self.messages()
+        if first is None:
+            return
+        _, ident, (url, campaign, owner, resend_ambiguous, table) = first[0]
+        try:
+            self.store = LedgerStore(url, campaign, owner, resend_ambiguous=resend_ambiguous, table=table)
+            self.store.create_table()
+        except Exception as exc:
+            self.send("fail", [ident], _describe(exc))
+            return
+        self.send("done", [ident], None, 0)
+        try:
+            while (messages := self.messages()) is not None:
+                if self.handle(messages):
+                    return
+                self.commit()
+            self.commit()  # the parent is gone: keep what it recorded
+        finally:
+            self.store.dispose()
+
+    def handle(self, messages: list[Any]) -> bool:
+        """Buffer writes, run jobs in order (after committing what came before); True at close."""
+        assert self.store is not None
+        for kind, ident, payload in messages:
+            if kind == "mark":
+                self.pending.update(dict.fromkeys(payload, _MARK))
+                self.waiting.append(ident)
+            elif kind == "record":
+                phones, values = payload
+                self.pending.update(dict.fromkeys(phones, values))
+            else:
+                self.commit()
+                try:
+                    if kind == "claim":
+                        result: Any = self.store.claim(payload)
+                    elif kind == "count":
+                        result = self.store.done_count()
+                    else:  # close
+                        error = self.store.error
+                        result = (self.store.lost, _describe(error) if error else "")
+                except Exception as exc:
+                    self.send("fail", [ident], _describe(exc))
+                else:
+                    self.send("done", [ident], result, self.store.groups)
+                if kind == "close":
+                    return True
+        return False
+
+    def commit(self) -> None:
+        assert self.store is not None
+        pending, waiting = self.pending, self.waiting
+        if not pending and not waiting:
+            return
+        self.pending, self.waiting = {}, []
+        try:
+            if pending:
+                self.store.write(pending)
+        except Exception as exc:  # the store counts the outcomes lost, close reports them
+            self.send("fail", waiting, _describe(exc))
+        else:
+            self.send("done", waiting, None, self.store.groups)
+
+
+# ----- the task's side ----------------------------------------------------------------------------
+class ProcessLedger:
+    """The ``Ledger`` on a SQLAlchemy URL, like ``SqlLedger``, its database work in a child process.
+
+    Starting it costs a second interpreter (about a third of a second); the database URL goes to the
+    child over its stdin, never on a command line. Use it from one event loop at a time.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        campaign: str,
+        owner: str,
+        *,
+        resend_ambiguous: bool = False,
+        table: str = "sms_ledger",
+    ) -> None:
+        check_arguments(url, campaign, owner)
+        self.campaign = campaign
+        self.owner = owner
+        self._display = display_url(url)
+        self.flushes = 0  # group-commit transactions written so far
+        self._replies = bytearray()
+        self._unsent = bytearray()
+        self._waiters: dict[int, asyncio.Future[Any]] = {}
+        self._next = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._broken = ""  # why the child cannot be used any more
+        self._lost = 0  # outcomes recorded after that
+        self._closed = False
+        package_root = str(Path(__file__).resolve().parents[2])
+        try:
+            self._proc = subprocess.Popen(  # noqa: S603 (this interpreter, this module: no user input)
+                [sys.executable, "-c", _CHILD, package_root], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+            )
+        except OSError as exc:
+            raise LedgerProcessUnavailable(f"no ledger process could be started: {exc}") from exc
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        self._to, self._from = self._proc.stdin.fileno(), self._proc.stdout.fileno()
+        try:
+            self._open(url, campaign, owner, resend_ambiguous, table)
+        except BaseException:
+            self._end()
+            raise
+        os.set_blocking(self._to, False)
+        os.set_blocking(self._from, False)
+
+    def _open(self, url: str, campaign: str, owner: str, resend_ambiguous: bool, table: str) -> None:
+        """Blocking handshake: the child has the database open and the table created, or says why not."""
+        data = memoryview(_frame(("open", 0, (url, campaign, owner, resend_ambiguous, table))))
+        while data:
+            data = data[os.write(self._to, data) :]
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while not (replies := _unframe(self._replies)):
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self._from], [], [], left)[0]:
+                why = f"the ledger process for {self._display} did not start in {START_TIMEOUT_S} s"
+                raise LedgerProcessUnavailable(why)
+            chunk = os.read(self._from, READ_SIZE)
+            if not chunk:
+                code = self._proc.wait()
+                why = f"the ledger process for {self._display} ended at start (exit code {code})"
+                raise LedgerProcessUnavailable(why)
+            self._replies += chunk
+        status, _, *rest = replies[0]
+        if status == "fail":
+            raise LedgerError(f"the ledger could not open {self._display}: {rest[0]}")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._display!r}, campaign={self.campaign!r}, owner={self.owner!r})"
+
+    # ----- messages -------------------------------------------------------------------------------
+    def _attach(self) -> asyncio.AbstractEventLoop:
+        """Read replies on the running loop (moving over from a previous loop, if any)."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            if self._waiters:
+                raise LedgerError(f"{self!r} is waiting for replies on another event loop")
+            if self._loop is not None and not self._loop.is_closed():
+                self._loop.remove_reader(self._from)
+                self._loop.remove_writer(self._to)
+            loop.add_reader(self._from, self._readable)
+            if self._unsent:
+                loop.add_writer(self._to, self._writable)
+            self._loop = loop
+        return loop
+
+    def _check_open(self) -> None:
+        if self._broken:
+            raise LedgerError(self._broken)
+        if self._closed:
+            raise LedgerError(f"{self!r} is closed")
+
+    def _send(self, kind: str, ident: int, payload: object) -> None:
+        loop = self._attach()
+        data = _frame((kind, ident, payload))
+        if not self._unsent:
+            try:
+                written = os.write(self._to, data)
+            except BlockingIOError:
+                written = 0
+            except OSError:  # the child is gone: every waiter, this message's too, gets the error
+                self._lose()
+                return
+            if written == len(data):
+                return
+            data = data[written:]
+            loop.add_writer(self._to, self._writable)
+        self._unsent += data
+
+    async def _ask(self, kind: str, payload: object) -> Any:
+        """Send one message and wait for its reply."""
+        self._check_open()
+        self._next += 1
+        ident = self._next
+        future = self._attach().create_future()
+        self._waiters[ident] = future
+        try:
+            self._send(kind, ident, payload)
+            return await future
+        finally:
+            self._waiters.pop(ident, None)
+
+    def _writable(self) -> None:
+        try:
+            written = os.write(self._to, self._unsent)
+        except BlockingIOError:
+            return
+        except OSError:
+            self._lose()
+            return
+        del self._unsent[:written]
+        if not self._unsent and self._loop is not None:
+            self._loop.remove_writer(self._to)
+
+    def _readable(self) -> None:
+        try:
+            data = os.read(self._from, READ_SIZE)
+        except BlockingIOError:
+            return
+        if not data:
+            self._lose()
+            return
+        self._replies += data
+        for status, idents, *rest in _unframe(self._replies):
+            if status == "done":
+                result, self.flushes = rest
+            for ident in idents:
+                future = self._waiters.get(ident)
+                if future is None or future.done():  # its waiter was cancelled
+                    continue
+                if status == "done":
+                    future.set_result(result)
+                else:
+                    future.set_exception(LedgerError(f"{self!r}: {rest[0]}"))
+
+    def _lose(self) -> None:
+        """The child is gone (its pipe closed): every waiter and every later call gets an error."""
+        try:
+            code = self._proc.wait(1)
+        except subprocess.TimeoutExpired:
+            code = None
+        why = f"the ledger process for {self._display} ended unexpectedly (exit code {code})"
+        self._broken = self._broken or why
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.remove_reader(self._from)
+            self._loop.remove_writer(self._to)
+        for future in self._waiters.values():
+            if not future.done():
+                future.set_exception(LedgerError(why))
+
+    def _end(self) -> None:
+        """Close the pipes and wait for the child (it commits what it read first), or kill it."""
+        for pipe in (self._proc.stdin, self._proc.stdout):
+            if pipe is not None:
+                pipe.close()
+        try:
+            self._proc.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+
+    # ----- the Ledger protocol --------------------------------------------------------------------
+    async def claim(self, recipients: Sequence[Recipient]) -> dict[str, Verdict]:
+        """Claim ``recipients`` in one transaction; verdicts for the numbers that are not ours to send."""
+        phones = sorted({r.phone for r in recipients})
+        if not phones:
+            self._check_open()
+            return {}
+        return dict(await self._ask("claim", phones))
+
+    async def mark_sending(self, phones: Sequence[str]) -> None:
+        """Return once ``phones`` are committed as ``sending``, with every outcome recorded before."""
+        if phones:
+            await self._ask("mark", list(phones))
+        else:
+            self._check_open()
+
+    def record(self, phones: Sequence[str], verdict: Verdict) -> None:
+        """Send the outcome to the child, which commits it with its next group (at once when idle).
+        Without a child it is counted as lost, for ``close`` to report: the engine goes on recording."""
+        if self._closed:
+            raise LedgerError(f"{self!r} is closed")
+        values = outcome_values(verdict)
+        if self._broken:
+            self._lost += len(phones)
+            return
+        self._send("record", 0, (list(phones), values))
+        if self._broken:
+            self._lost += len(phones)
+
+    async def done_count(self) -> int:
+        """Numbers of this campaign accepted, or possibly delivered (sending/ambiguous)."""
+        return int(await self._ask("count", None))
+
+    async def close(self) -> None:
+        """Write everything sent, then end the child; idempotent."""
+        if self._closed:
+            return
+        try:
+            lost, error = (0, "") if self._broken else await self._ask("close", None)
+        finally:
+            self._closed = True
+            if self._loop is not None and not self._loop.is_closed():
+                self._loop.remove_reader(self._from)
+                self._loop.remove_writer(self._to)
+            await asyncio.to_thread(self._end)
+        if self._broken:
+            lost = f"{self._lost} outcomes not written, and those sent since its last commit may be lost"
+            raise LedgerError(f"{self._broken}: {lost}")
+        if lost:
+            raise LedgerError(f"{lost} outcomes could not be written to {self!r}: {error}")
+
+
+if TYPE_CHECKING:
+    from airflow_provider_sms.dispatch.ledger import Ledger
+
+    def _is_a_ledger(ledger: ProcessLedger) -> Ledger:  # mypy checks ProcessLedger against the protocol
+        return ledger
