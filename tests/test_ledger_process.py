@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -36,12 +37,14 @@ def url(tmp_path: Path) -> str:
 
 
 def gone(pid: int, within: float = 10.0) -> bool:
-    """The process has ended (and was reaped) within the time given."""
+    """The process has ended within the time given (a zombie whose parent died has ended too)."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+            state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+        except FileNotFoundError:
+            return True
+        if state in ("Z", "X"):
             return True
         time.sleep(0.05)
     return False
@@ -105,8 +108,10 @@ async def main():
     ledger = ProcessLedger(sys.argv[1], "c", OWNER)
     await ledger.claim(people(3))
     await ledger.mark_sending(phones(people(2)))
-    ledger.record(phones(people(1)), ACCEPTED)  # sent to the child, not yet committed
     print(ledger._proc.pid, flush=True)
+    sys.stdin.readline()  # the test holds the database's write lock now
+    ledger.record(phones(people(1)), ACCEPTED)
+    await asyncio.sleep(0.2)  # written to the child, which waits for the lock to commit it
     os._exit(9)  # killed: no close, no cleanup
 
 asyncio.run(main())
@@ -114,15 +119,21 @@ asyncio.run(main())
 
 
 def test_a_parent_that_dies_leaves_what_it_sent_committed_and_no_child_behind(url: str) -> None:
-    parent = subprocess.run(
-        [sys.executable, "-c", PARENT, url, str(ROOT)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert parent.returncode == 9, parent.stderr
-    assert gone(int(parent.stdout.split()[0]))  # the child read end-of-file, committed and ended
+    command = [sys.executable, "-c", PARENT, url, str(ROOT)]
+    parent = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert parent.stdin is not None and parent.stdout is not None
+    child = int(parent.stdout.readline())
+    lock = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+    try:
+        lock.execute("BEGIN IMMEDIATE")  # the child cannot commit until this ends
+        parent.stdin.write("go\n")
+        parent.stdin.flush()
+        assert parent.wait(30) == 9
+        assert not gone(child, within=0.5)  # still waiting to commit what the dead parent sent
+        lock.execute("COMMIT")
+    finally:
+        lock.close()
+    assert gone(child)  # it committed, read end-of-file, and ended
     a, b, c = phones(people(3))
     assert statuses(url, "c") == {a: "accepted", b: "sending", c: "claimed"}
 

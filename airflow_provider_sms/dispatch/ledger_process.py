@@ -202,7 +202,8 @@ class ProcessLedger:
         self._display = display_url(url)
         self.flushes = 0  # group-commit transactions written so far
         self._replies = bytearray()
-        self._unsent = bytearray()
+        self._unsent = bytearray()  # messages not yet written to the child
+        self._writer = False  # the loop watches the pipe for room
         self._waiters: dict[int, asyncio.Future[Any]] = {}
         self._next = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -260,9 +261,10 @@ class ProcessLedger:
             if self._loop is not None and not self._loop.is_closed():
                 self._loop.remove_reader(self._from)
                 self._loop.remove_writer(self._to)
+            self._writer = False
             loop.add_reader(self._from, self._readable)
             if self._unsent:
-                loop.add_writer(self._to, self._writable)
+                loop.call_soon(self._write)
             self._loop = loop
         return loop
 
@@ -273,21 +275,11 @@ class ProcessLedger:
             raise LedgerError(f"{self!r} is closed")
 
     def _send(self, kind: str, ident: int, payload: object) -> None:
+        """Queue a message: what the loop queues in one turn goes out in one write, at the turn's end."""
         loop = self._attach()
-        data = _frame((kind, ident, payload))
         if not self._unsent:
-            try:
-                written = os.write(self._to, data)
-            except BlockingIOError:
-                written = 0
-            except OSError:  # the child is gone: every waiter, this message's too, gets the error
-                self._lose()
-                return
-            if written == len(data):
-                return
-            data = data[written:]
-            loop.add_writer(self._to, self._writable)
-        self._unsent += data
+            loop.call_soon(self._write)
+        self._unsent += _frame((kind, ident, payload))
 
     async def _ask(self, kind: str, payload: object) -> Any:
         """Send one message and wait for its reply."""
@@ -302,17 +294,26 @@ class ProcessLedger:
         finally:
             self._waiters.pop(ident, None)
 
-    def _writable(self) -> None:
+    def _write(self) -> None:
+        """Write what is queued; what the pipe has no room for waits until it has (the child reads
+        as fast as it can)."""
+        if not self._unsent or self._broken:
+            return
         try:
             written = os.write(self._to, self._unsent)
         except BlockingIOError:
-            return
-        except OSError:
+            written = 0
+        except OSError:  # the child is gone: every waiter gets the error
             self._lose()
             return
         del self._unsent[:written]
-        if not self._unsent and self._loop is not None:
+        if self._loop is None or bool(self._unsent) == self._writer:
+            return
+        if self._unsent:
+            self._loop.add_writer(self._to, self._write)
+        else:
             self._loop.remove_writer(self._to)
+        self._writer = bool(self._unsent)
 
     def _readable(self) -> None:
         try:
@@ -387,8 +388,6 @@ class ProcessLedger:
             self._lost += len(phones)
             return
         self._send("record", 0, (list(phones), values))
-        if self._broken:
-            self._lost += len(phones)
 
     async def done_count(self) -> int:
         """Numbers of this campaign accepted, or possibly delivered (sending/ambiguous)."""
