@@ -75,25 +75,28 @@ class Timed:
         await self.ledger.close()
 
 
-def cpu_seconds(who: int, pid: int | None = None) -> float:
-    """CPU (user + system) of this process (RUSAGE_SELF), of its reaped children, or of ``pid``."""
-    if pid is not None:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-            fields = stat.read().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def cpu_seconds(who: int) -> float:
+    """CPU (user + system) of this process (RUSAGE_SELF) or of its reaped children (RUSAGE_CHILDREN)."""
     usage = resource.getrusage(who)
     return usage.ru_utime + usage.ru_stime
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """CPU (user + system) of a running process, e.g. the sandbox."""
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def measured(run: Callable[[], dict[str, Any]], requests: int, sandbox: Sandbox) -> dict[str, float]:
     """The run's rate, and CPU µs per request: sender, ledger child (reaped at close), sandbox."""
     before = [cpu_seconds(resource.RUSAGE_SELF), cpu_seconds(resource.RUSAGE_CHILDREN)]
-    box = cpu_seconds(0, sandbox.proc.pid)
+    box = process_cpu_seconds(sandbox.proc.pid)
     result = run()
     used = [
         cpu_seconds(resource.RUSAGE_SELF) - before[0],
         cpu_seconds(resource.RUSAGE_CHILDREN) - before[1],
-        cpu_seconds(0, sandbox.proc.pid) - box,
+        process_cpu_seconds(sandbox.proc.pid) - box,
     ]
     per = [round(seconds / requests * 1e6) for seconds in used]
     return {"rate": result["per_second"], "sender": per[0], "child": per[1], "sandbox": per[2]}

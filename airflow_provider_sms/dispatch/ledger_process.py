@@ -60,6 +60,13 @@ def _frame(message: object) -> bytes:
     return _SIZE.pack(len(data)) + data
 
 
+def _write_all(fd: int, message: object) -> None:
+    """Write one framed message to a blocking pipe (the child's replies, the parent's handshake)."""
+    data = memoryview(_frame(message))
+    while data:
+        data = data[os.write(fd, data) :]
+
+
 def _unframe(buffer: bytearray) -> list[Any]:
     """The complete messages at the start of ``buffer``, removed from it."""
     messages = []
@@ -101,9 +108,7 @@ class _Child:
         self.store: LedgerStore | None = None
 
     def send(self, *message: object) -> None:
-        data = memoryview(_frame(message))
-        while data:
-            data = data[os.write(self.out, data) :]
+        _write_all(self.out, message)
 
     def messages(self) -> list[Any] | None:
         """What arrived since the last read (waiting for at least one byte); None at end-of-file."""
@@ -229,9 +234,7 @@ class ProcessLedger:
 
     def _open(self, url: str, campaign: str, owner: str, resend_ambiguous: bool, table: str) -> None:
         """Blocking handshake: the child has the database open and the table created, or says why not."""
-        data = memoryview(_frame(("open", 0, (url, campaign, owner, resend_ambiguous, table))))
-        while data:
-            data = data[os.write(self._to, data) :]
+        _write_all(self._to, ("open", 0, (url, campaign, owner, resend_ambiguous, table)))
         deadline = time.monotonic() + START_TIMEOUT_S
         while not (replies := _unframe(self._replies)):
             left = deadline - time.monotonic()
@@ -258,15 +261,19 @@ class ProcessLedger:
         if loop is not self._loop:
             if self._waiters:
                 raise LedgerError(f"{self!r} is waiting for replies on another event loop")
-            if self._loop is not None and not self._loop.is_closed():
-                self._loop.remove_reader(self._from)
-                self._loop.remove_writer(self._to)
-            self._writer = False
+            self._detach()
             loop.add_reader(self._from, self._readable)
             if self._unsent:
                 loop.call_soon(self._write)
             self._loop = loop
         return loop
+
+    def _detach(self) -> None:
+        """Stop watching the pipes on the loop they were watched on (if it still runs)."""
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.remove_reader(self._from)
+            self._loop.remove_writer(self._to)
+        self._writer = False
 
     def _check_open(self) -> None:
         if self._broken:
@@ -344,9 +351,7 @@ class ProcessLedger:
             code = None
         why = f"the ledger process for {self._display} ended unexpectedly (exit code {code})"
         self._broken = self._broken or why
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.remove_reader(self._from)
-            self._loop.remove_writer(self._to)
+        self._detach()
         for future in self._waiters.values():
             if not future.done():
                 future.set_exception(LedgerError(why))
@@ -401,9 +406,7 @@ class ProcessLedger:
             lost, error = (0, "") if self._broken else await self._ask("close", None)
         finally:
             self._closed = True
-            if self._loop is not None and not self._loop.is_closed():
-                self._loop.remove_reader(self._from)
-                self._loop.remove_writer(self._to)
+            self._detach()
             await asyncio.to_thread(self._end)
         if self._broken:
             lost = f"{self._lost} outcomes not written, and those sent since its last commit may be lost"
