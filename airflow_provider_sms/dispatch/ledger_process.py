@@ -30,10 +30,9 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_sms.dispatch.sql_ledger import (
     _MARK,
     LedgerError,
+    LedgerFrontEnd,
     LedgerStore,
     _Values,
-    check_arguments,
-    display_url,
     outcome_values,
 )
 
@@ -185,7 +184,7 @@ class _Child:
 
 
 # ----- the task's side ----------------------------------------------------------------------------
-class ProcessLedger:
+class ProcessLedger(LedgerFrontEnd):
     """The ``Ledger`` on a SQLAlchemy URL, like ``SqlLedger``, its database work in a child process.
 
     Starting it costs a second interpreter (about a third of a second); the database URL goes to the
@@ -201,10 +200,7 @@ class ProcessLedger:
         resend_ambiguous: bool = False,
         table: str = "sms_ledger",
     ) -> None:
-        check_arguments(url, campaign, owner)
-        self.campaign = campaign
-        self.owner = owner
-        self._display = display_url(url)
+        super().__init__(url, campaign, owner)
         self.flushes = 0  # group-commit transactions written so far
         self._replies = bytearray()
         self._unsent = bytearray()  # messages not yet written to the child
@@ -250,9 +246,6 @@ class ProcessLedger:
         status, _, *rest = replies[0]
         if status == "fail":
             raise LedgerError(f"the ledger could not open {self._display}: {rest[0]}")
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self._display!r}, campaign={self.campaign!r}, owner={self.owner!r})"
 
     # ----- messages -------------------------------------------------------------------------------
     def _attach(self) -> asyncio.AbstractEventLoop:

@@ -147,6 +147,16 @@ class _DriverStatement:
         return tuple(values[name] for name in self.names)
 
 
+@dataclass(frozen=True, slots=True)
+class _DriverWrites:
+    """What SQLite's group writes need on the driver connection, built at the first write."""
+
+    connection: PoolProxiedConnection  # from the engine's pool: _sqlite_connect's settings applied
+    record: _DriverStatement
+    mark: _DriverStatement
+    stamp: Callable[[Any], Any] | None  # SQLAlchemy's DateTime bind processor for this dialect
+
+
 def outcome_values(verdict: Verdict) -> _Values:
     """What recording ``verdict`` writes to a row; only final outcomes are recorded."""
     status = verdict.outcome.value
@@ -172,6 +182,20 @@ def display_url(url: str) -> str:
     parsed = make_url(url)
     port = f":{parsed.port}" if parsed.port else ""
     return f"{parsed.drivername}://{parsed.host or ''}{port}/{parsed.database or ''}"
+
+
+class LedgerFrontEnd:
+    """What a ledger front end checks first and shows of itself: its campaign, its owner, and the URL
+    without user, password or query (for its repr and its error messages)."""
+
+    def __init__(self, url: str, campaign: str, owner: str) -> None:
+        check_arguments(url, campaign, owner)
+        self.campaign = campaign
+        self.owner = owner
+        self._display = display_url(url)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._display!r}, campaign={self.campaign!r}, owner={self.owner!r})"
 
 
 class LedgerStore:
@@ -218,11 +242,7 @@ class LedgerStore:
         self.error: BaseException | None = None  # the first failure that lost outcomes
         self.groups = 0  # group writes committed
         self.engine = self._create_engine(url)
-        dialect = self.engine.dialect
-        self._driver_record = _DriverStatement.compile(self._record, dialect)
-        self._driver_mark = _DriverStatement.compile(self._mark, dialect)
-        self._stamp = DateTime(timezone=True).dialect_impl(dialect).bind_processor(dialect)
-        self._driver: PoolProxiedConnection | None = None  # SQLite: the group writes' connection
+        self._driver: _DriverWrites | None = None  # SQLite only, from the first group write
 
     # ----- setup ----------------------------------------------------------------------------------
     def _create_engine(self, url: str) -> Engine:
@@ -401,30 +421,38 @@ class LedgerStore:
 
     def _write_sqlite(self, marks: list[str], shared: dict[_Values, list[str]], now: datetime) -> None:
         """The group's transaction on the driver connection (see ``_DriverStatement``)."""
-        if self._driver is None:
-            self._driver = self.engine.raw_connection()  # with _sqlite_connect's settings
-        stamp = self._stamp(now) if self._stamp else now
-        cursor = self._driver.cursor()
+        driver = self._driver or self._open_driver()
+        stamp = driver.stamp(now) if driver.stamp else now
+        cursor = driver.connection.cursor()
         try:
             cursor.execute("BEGIN IMMEDIATE")
             if shared:
-                record = self._driver_record
                 rows = []
                 for values, numbers in shared.items():
                     given = dict(zip(OUTCOME_BINDS, values, strict=True))
-                    rows.append(record.args({**given, "now": stamp, "phones": json.dumps(numbers)}))
-                cursor.executemany(record.sql, rows)
+                    rows.append(driver.record.args({**given, "now": stamp, "phones": json.dumps(numbers)}))
+                cursor.executemany(driver.record.sql, rows)
             if marks:
-                mark = self._driver_mark
-                cursor.execute(mark.sql, mark.args({"now": stamp, "phones": json.dumps(marks)}))
+                cursor.execute(driver.mark.sql, driver.mark.args({"now": stamp, "phones": json.dumps(marks)}))
                 self._check_marked(marks, cursor.rowcount)
             cursor.execute("COMMIT")
         except BaseException:
-            if self._driver.dbapi_connection is not None and self._driver.dbapi_connection.in_transaction:
+            dbapi = driver.connection.dbapi_connection
+            if dbapi is not None and dbapi.in_transaction:
                 cursor.execute("ROLLBACK")
             raise
         finally:
             cursor.close()
+
+    def _open_driver(self) -> _DriverWrites:
+        dialect = self.engine.dialect
+        self._driver = _DriverWrites(
+            self.engine.raw_connection(),
+            _DriverStatement.compile(self._record, dialect),
+            _DriverStatement.compile(self._mark, dialect),
+            DateTime(timezone=True).dialect_impl(dialect).bind_processor(dialect),
+        )
+        return self._driver
 
     def done_count(self) -> int:
         """Numbers of this campaign accepted, or possibly delivered (sending/ambiguous)."""
@@ -432,12 +460,12 @@ class LedgerStore:
 
     def dispose(self) -> None:
         if self._driver is not None:
-            self._driver.close()
+            self._driver.connection.close()
             self._driver = None
         self.engine.dispose()
 
 
-class SqlLedger:
+class SqlLedger(LedgerFrontEnd):
     """The ``Ledger`` on a SQLAlchemy URL (``sqlite:////abs/path.db`` or ``postgresql+psycopg2://...``),
     its database work on a thread of this process. See ``LedgerStore`` for the arguments."""
 
@@ -450,10 +478,8 @@ class SqlLedger:
         resend_ambiguous: bool = False,
         table: str = "sms_ledger",
     ) -> None:
+        super().__init__(url, campaign, owner)
         self._store = LedgerStore(url, campaign, owner, resend_ambiguous=resend_ambiguous, table=table)
-        self.campaign = campaign
-        self.owner = owner
-        self._display = display_url(url)
         self._closed = False
         # phone -> what the next group writes to its row (status, code, message, gateway id)
         self._db: GroupCommitThread[str, _Values] = GroupCommitThread("sms-ledger", self._store.write)
@@ -472,9 +498,6 @@ class SqlLedger:
     def default_sqlite_url(cls, airflow_home: str) -> str:
         """``sqlite:///<AIRFLOW_HOME>/sms_ledger.db``: durable on one machine with no connection to set up."""
         return f"sqlite:///{os.path.abspath(os.path.join(airflow_home, 'sms_ledger.db'))}"
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self._display!r}, campaign={self.campaign!r}, owner={self.owner!r})"
 
     # ----- the Ledger protocol (event loop side) --------------------------------------------------
     def _check_open(self) -> None:
