@@ -8,12 +8,13 @@ import csv
 import io
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from airflow_provider_sms.dispatch.engine import Campaign, CampaignOptions
+from airflow_provider_sms.dispatch.engine import CHUNK, Campaign, CampaignOptions
 from airflow_provider_sms.dispatch.outcomes import Summary
 from airflow_provider_sms.dispatch.recipients import (
     Cleaner,
@@ -196,6 +197,26 @@ async def test_fatal_stops_new_requests_and_reports_everyone(gw: SandboxServer) 
     assert len(rows) == 2000
     assert collections.Counter(r["outcome"] for r in rows) == {k: v for k, v in summary.counts.items() if v}
     assert all("****" in r["phone"] for r in rows)
+
+
+async def test_a_source_failing_midway_stops_the_campaign_with_its_error(gw: SandboxServer) -> None:
+    # The engine reads the next chunk while it claims and queues this one: the failure in the chunk
+    # read ahead must still stop the campaign, and nothing from past the failure may be sent.
+    def rows() -> Iterator[Any]:
+        yield from numbers(CHUNK + 10)
+        raise OSError("connection reset")
+
+    sender = MmsSender(ihuyi(gw), "1001", pid=1, send_time="", numbers_per_request=100)
+    opts = CampaignOptions(concurrency=4, retry=FAST_RETRY)
+    campaign = Campaign(sender, lambda: rows_from_items(rows()), lambda: Cleaner(use_params=False), opts)
+    with pytest.raises(OSError, match="connection reset"):
+        await campaign.run()
+    assert campaign.summary.stopped == "reading recipients failed: connection reset"
+    got = [d["number"] for d in deliveries(gw, "ihuyi")]
+    assert len(got) == len(set(got)) <= CHUNK
+    assert set(got) <= set(numbers(CHUNK))
+    counts = campaign.summary.counts
+    assert counts["accepted"] == len(got) and counts["accepted"] + counts["not_sent"] == CHUNK
 
 
 async def test_ambiguous_not_resent_unless_asked(gw: SandboxServer) -> None:

@@ -130,37 +130,53 @@ class Campaign:
         self.total = len(source) if isinstance(source, Sized) else None
         stream = self.cleaner().clean(source)
         take = _chunks(stream, CHUNK)
-        size = self.sender.numbers_per_request
         groups: dict[Hashable, list[Recipient]] = {}
-        while chunk := await asyncio.to_thread(take):
-            self.read += len(chunk)
-            fresh: list[Recipient] = []
-            for item in chunk:
-                if isinstance(item, Refused):
-                    self._refused(item)
-                else:
-                    fresh.append(item)
-            if self.stopped:
-                self._finish(fresh, Verdict(Outcome.NOT_SENT, "stopped", self.stopped), record=False)
-                continue
-            prior = await self.ledger.claim(fresh) if fresh else {}
-            for recipient in fresh:
-                verdict = prior.get(recipient.phone)
-                if verdict is not None:
-                    self._finish([recipient], verdict, record=False)
-                    continue
-                key = self.sender.group_key(recipient)
-                group = groups.setdefault(key, [])
-                group.append(recipient)
-                if len(group) >= size:
-                    del groups[key]
-                    await queue.put(group)
-                elif len(groups) > MAX_OPEN_GROUPS:
-                    oldest = next(iter(groups))
-                    await queue.put(groups.pop(oldest))
+        # The next chunk is read (on a thread) while this one is claimed (a ledger round trip): done
+        # one after the other, the two together were the limit of a 100-number MMS campaign.
+        ahead = asyncio.ensure_future(asyncio.to_thread(take))
+        try:
+            while chunk := await ahead:
+                ahead = asyncio.ensure_future(asyncio.to_thread(take))
+                await self._queue_chunk(chunk, groups, queue)
+        finally:
+            ahead.cancel()  # after a failure: the chunk being read is dropped with the campaign
         for group in groups.values():
             await queue.put(group)
         self.total = self.read
+
+    async def _queue_chunk(
+        self,
+        chunk: list[Recipient | Refused],
+        groups: dict[Hashable, list[Recipient]],
+        queue: asyncio.Queue[list[Recipient] | None],
+    ) -> None:
+        """Refuse, claim and batch one chunk; full batches are queued, partial ones stay in ``groups``."""
+        size = self.sender.numbers_per_request
+        self.read += len(chunk)
+        fresh: list[Recipient] = []
+        for item in chunk:
+            if isinstance(item, Refused):
+                self._refused(item)
+            else:
+                fresh.append(item)
+        if self.stopped:
+            self._finish(fresh, Verdict(Outcome.NOT_SENT, "stopped", self.stopped), record=False)
+            return
+        prior = await self.ledger.claim(fresh) if fresh else {}
+        for recipient in fresh:
+            verdict = prior.get(recipient.phone)
+            if verdict is not None:
+                self._finish([recipient], verdict, record=False)
+                continue
+            key = self.sender.group_key(recipient)
+            group = groups.setdefault(key, [])
+            group.append(recipient)
+            if len(group) >= size:
+                del groups[key]
+                await queue.put(group)
+            elif len(groups) > MAX_OPEN_GROUPS:
+                oldest = next(iter(groups))
+                await queue.put(groups.pop(oldest))
 
     # ----- workers --------------------------------------------------------------------------------
     async def _send(self, batch: list[Recipient]) -> Verdict:
