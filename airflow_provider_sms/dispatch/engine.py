@@ -1,7 +1,8 @@
 """The campaign engine: stream, clean, claim, batch, send concurrently under a rate limit, record.
 
-One producer reads and cleans the input in chunks (in a thread: files may be remote) and queues
-batches; ``concurrency`` workers send them. A bounded queue keeps memory flat. A fatal answer stops
+One producer reads and cleans the input in chunks (in a thread: files may be remote; the next chunk
+while the ledger claims this one) and queues batches; ``concurrency`` workers send them. A bounded
+queue and one chunk read ahead keep memory flat. A fatal answer stops
 new requests at once; in-flight ones finish; everything not yet sent ends as ``not_sent``.
 """
 
