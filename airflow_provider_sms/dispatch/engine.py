@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import TYPE_CHECKING, Any, Protocol
 
+from airflow_provider_sms.dispatch.gc_threshold import young_gc_threshold
 from airflow_provider_sms.dispatch.ledger import Ledger, NullLedger
 from airflow_provider_sms.dispatch.outcomes import Outcome, Summary, Verdict
 from airflow_provider_sms.dispatch.ratelimit import RateLimiter, Unlimited
@@ -284,23 +285,8 @@ class Campaign:
                 unique, _ = await self._count()
                 await self.options.preflight(max(0, unique - await self.ledger.done_count()))
             await self.sender.warm_up()
-            queue: asyncio.Queue[list[Recipient] | None] = asyncio.Queue(maxsize=self.options.concurrency)
-            workers = [asyncio.create_task(self._work(queue)) for _ in range(self.options.concurrency)]
-            progress = asyncio.create_task(self._progress())
-            try:
-                try:
-                    await self._produce(queue)
-                except BaseException as exc:
-                    self._stop(f"reading recipients failed: {exc}")
-                    raise
-                finally:
-                    for _ in workers:
-                        await queue.put(None)
-                    await asyncio.gather(*workers)
-            finally:
-                progress.cancel()
-                for worker in workers:
-                    worker.cancel()
+            with young_gc_threshold():
+                await self._dispatch()
             if self.summary.total == 0:
                 raise InvalidInputError("no recipients: the audience is empty")
             self.log.info("Done: %s", self.progress_line())
@@ -309,6 +295,26 @@ class Campaign:
             self.summary.elapsed = time.monotonic() - self.summary.started
             await self.ledger.close()
             await self.sender.aclose()
+
+    async def _dispatch(self) -> None:
+        """The producer and the workers, until every row has its outcome (or an error stops them)."""
+        queue: asyncio.Queue[list[Recipient] | None] = asyncio.Queue(maxsize=self.options.concurrency)
+        workers = [asyncio.create_task(self._work(queue)) for _ in range(self.options.concurrency)]
+        progress = asyncio.create_task(self._progress())
+        try:
+            try:
+                await self._produce(queue)
+            except BaseException as exc:
+                self._stop(f"reading recipients failed: {exc}")
+                raise
+            finally:
+                for _ in workers:
+                    await queue.put(None)
+                await asyncio.gather(*workers)
+        finally:
+            progress.cancel()
+            for worker in workers:
+                worker.cancel()
 
     async def _dry_run(self) -> Summary:
         unique, requests = await self._count()
