@@ -2,8 +2,8 @@
 
 One producer reads and cleans the input in chunks (in a thread: files may be remote; the next chunk
 while the ledger claims this one) and queues batches; ``concurrency`` workers send them. A bounded
-queue and one chunk read ahead keep memory flat. A fatal answer stops
-new requests at once; in-flight ones finish; everything not yet sent ends as ``not_sent``.
+queue and one chunk read ahead keep memory flat. A fatal answer stops new requests at once;
+in-flight ones finish; everything not yet sent ends as ``not_sent``.
 """
 
 from __future__ import annotations
