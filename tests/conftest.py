@@ -130,11 +130,13 @@ def airflow_db() -> Path:
 
 @dataclass
 class DagRunResult:
-    """What a user checks after a run: the run's state, each task's state, and XComs."""
+    """What a user checks after a run: the run's state, each task's state, XComs, and what Airflow's
+    Rendered Template view shows of each task."""
 
     state: str
     tasks: dict[tuple[str, int], str]
     xcoms: dict[tuple[str, int, str], Any]
+    rendered: dict[tuple[str, int], Any]
 
     def task(self, task_id: str, map_index: int = -1) -> str:
         return self.tasks[(task_id, map_index)]
@@ -147,6 +149,7 @@ def run_dag(dag_id: str, **kwargs: Any) -> DagRunResult:
     """Run a DAG of the DAGs folder through real Airflow task execution (``dag.test()``)."""
     import importlib.util
 
+    from airflow.models.renderedtifields import RenderedTaskInstanceFields as Rtif
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
@@ -170,7 +173,9 @@ def run_dag(dag_id: str, **kwargs: Any) -> DagRunResult:
             session.query(XComModel).filter(XComModel.dag_id == dag_id, XComModel.run_id == run.run_id).all()
         )
         xcoms = {(r.task_id, r.map_index, r.key): r.value for r in rows}
-    return DagRunResult(str(run.state), tasks, xcoms)
+        fields = session.query(Rtif).filter(Rtif.dag_id == dag_id, Rtif.run_id == run.run_id).all()
+        rendered = {(r.task_id, r.map_index): r.rendered_fields for r in fields}
+    return DagRunResult(str(run.state), tasks, xcoms, rendered)
 
 
 def force(

@@ -35,6 +35,12 @@ def test_etl_then_personalised_sms(
     rows = list(csv.DictReader(report.open(encoding="utf-8")))
     assert len(rows) == 4 and all("****" in r["phone"] for r in rows)
     assert len(json.dumps(summary)) < 2048  # a summary, never the audience
+    # The Rendered Template view (and Airflow's database) shows how many and the first few, masked;
+    # neither the numbers nor the rows' personal params.
+    shown = result.rendered[("notify_shipped", -1)]["recipients"]
+    first = ["138******8001", "+86**********8002", "138****8001"]  # as given: "138 0013 8001", ...
+    assert shown == {"recipients": 4, "first (masked)": first}
+    assert "王芳" not in json.dumps(list(result.rendered.values()), ensure_ascii=False)
 
 
 def test_balance_gated_campaign(

@@ -12,6 +12,7 @@ import re
 
 import pytest
 
+from airflow_provider_sms.protocol.phones import mask
 from tests.conftest import CAPTURED, RAN, SECRETS
 
 # A mainland mobile number, with or without +86/0086/86, standing on its own: not inside a longer run
@@ -74,3 +75,21 @@ def test_no_secret_in_any_xcom_and_no_number_in_our_summaries() -> None:
     summaries = [row for row in rows if '"gateway":' in row[3]]
     assert summaries
     assert [row[:3] for row in summaries if MOBILE.search(row[3])] == []
+
+
+@pytest.mark.usefixtures("_whole_suite")
+def test_no_secret_and_no_number_in_any_rendered_template_field() -> None:
+    # What the Rendered Template view shows and the metadata database keeps of every task the suite
+    # ran: the send operators' audiences appear as a count and masked numbers, never the numbers.
+    from airflow.models.renderedtifields import RenderedTaskInstanceFields
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = [
+            (r.dag_id, r.task_id, r.map_index, json.dumps(r.rendered_fields, ensure_ascii=False))
+            for r in session.query(RenderedTaskInstanceFields).all()
+        ]
+    audiences = [row for row in rows if '"first (masked)"' in row[3]]
+    assert audiences, "no send operator's rendered fields to scan: did the DAG tests run?"
+    assert [row[:3] for row in rows if any(secret in row[3] for secret in SECRETS)] == []
+    assert [(*row[:3], mask(hit.group())) for row in rows if (hit := MOBILE.search(row[3]))] == []

@@ -12,8 +12,9 @@ from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterable, Sequence
 
+    import jinja2
     from airflow.sdk import Context
 
     from airflow_provider_sms.dispatch.ledger import Ledger
@@ -21,6 +22,38 @@ if TYPE_CHECKING:
     from airflow_provider_sms.hooks.bulk import BulkSettings
 
 BULK_TEMPLATE_FIELDS = ("dedupe_key", "report_uri", "is_dry_run", "requests_per_second", "concurrency")
+
+
+class RenderedAudience:
+    """A rendered audience as Airflow shows and stores it (the Rendered Template view, the metadata
+    database): how many recipients and the first few numbers, masked. Only the task reads ``value``."""
+
+    PREVIEW = 3
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def serialize(self) -> dict[str, Any]:  # what Airflow's rendered-fields serialization calls
+        from collections.abc import Mapping
+        from collections.abc import Sequence as Seq
+
+        from airflow_provider_sms.dispatch.recipients import PHONE_COLUMNS
+        from airflow_provider_sms.protocol.phones import mask, split_numbers
+
+        items = split_numbers(self.value) if isinstance(self.value, (str, int)) else self.value
+        if not isinstance(items, Seq):  # not read here: it may be a one-shot iterator
+            return {"recipients": None, "first (masked)": []}
+        first = []
+        for item in items[: self.PREVIEW]:
+            if isinstance(item, Mapping):  # a row: its params may be personal too, shown by name only
+                phone = next((item[k] for k in PHONE_COLUMNS if k in item), "")
+                first.append(mask(phone))
+            else:
+                first.append(mask(item))
+        return {"recipients": len(items), "first (masked)": first}
+
+    def __str__(self) -> str:
+        return str(self.serialize())
 
 
 def ledger_url_from_connection(conn_id: str) -> str:
@@ -79,6 +112,7 @@ class BulkSendOperator(BaseOperator):
     template_fields: Sequence[str] = BULK_TEMPLATE_FIELDS
     ui_color = "#e8f4e8"
     conn_id_field: ClassVar[str] = ""
+    audience_field: ClassVar[str] = ""  # the template field holding the recipients
 
     def __init__(
         self,
@@ -116,6 +150,37 @@ class BulkSendOperator(BaseOperator):
         self.ledger_conn_id = ledger_conn_id
         self.resend_ambiguous = resend_ambiguous
         self.progress_interval = progress_interval
+
+    # -- rendering ------------------------------------------------------------------------------------
+    def _do_render_template_fields(
+        self,
+        parent: Any,
+        template_fields: Iterable[str],
+        context: Context,
+        jinja_env: jinja2.Environment,
+        seen_oids: set[int],
+    ) -> None:
+        """Render as usual, then keep the audience out of what Airflow stores and shows of the rendered
+        fields: numbers (and personal params) would otherwise sit unmasked in its metadata database.
+        Airflow calls this method on the task that runs, mapped or not; a file URI stays as it is."""
+        template_fields = list(template_fields)
+        super()._do_render_template_fields(parent, template_fields, context, jinja_env, seen_oids)
+        field = self.audience_field
+        if parent is not self or field not in template_fields:
+            return  # a nested object's fields, or a partial render
+        from airflow_provider_sms.dispatch.recipients import looks_like_file
+
+        value = getattr(self, field)
+        if value is None or isinstance(value, RenderedAudience):
+            return
+        if isinstance(value, str) and looks_like_file(value):
+            return
+        setattr(self, field, RenderedAudience(value))
+
+    def audience(self) -> Any:
+        """The recipients as given and rendered (what ``audience_field`` held before it was masked)."""
+        value = getattr(self, self.audience_field)
+        return value.value if isinstance(value, RenderedAudience) else value
 
     # -- pieces ---------------------------------------------------------------------------------------
     def bulk_settings(self) -> BulkSettings:

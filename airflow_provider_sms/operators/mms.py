@@ -38,6 +38,7 @@ class MmsSendOperator(BulkSendOperator):
         *BULK_TEMPLATE_FIELDS,
     )
     template_fields_renderers = {"mobiles": "json"}  # noqa: RUF012
+    audience_field = "mobiles"
 
     def __init__(
         self,
@@ -64,7 +65,7 @@ class MmsSendOperator(BulkSendOperator):
         hook = IhuyiHook(ihuyi_conn_id=self.ihuyi_conn_id)
         pid = int(self.pid) if self.pid is not None and str(self.pid).strip() else None
         return hook.send_bulk(
-            self.mobiles,
+            self.audience(),
             str(self.mmsid),  # rendered by now (an XComArg resolves to the id)
             pid,
             self.send_time or None,

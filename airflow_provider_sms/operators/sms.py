@@ -43,6 +43,7 @@ class SmsSendOperator(BulkSendOperator):
         *BULK_TEMPLATE_FIELDS,
     )
     template_fields_renderers = {"recipients": "json", "sms_params": "json"}  # noqa: RUF012
+    audience_field = "recipients"
 
     def __init__(
         self,
@@ -73,7 +74,7 @@ class SmsSendOperator(BulkSendOperator):
 
         hook = JuncdtHook(juncdt_conn_id=self.juncdt_conn_id)
         return hook.send_bulk(
-            self.recipients,
+            self.audience(),
             self.template_code,
             self.sms_params,
             self.sign_code or None,
