@@ -172,3 +172,19 @@ def test_a_ledger_connection_must_be_postgres_or_sqlite(monkeypatch: pytest.Monk
     postgres = {**mysql, "conn_type": "postgres", "port": 5432}
     monkeypatch.setenv("AIRFLOW_CONN_LEDGER_PG", json.dumps(postgres))
     assert ledger_url_from_connection("ledger_pg") == "postgresql+psycopg2://u:pw@db:5432/sms"
+
+
+@pytest.mark.parametrize(
+    ("audience", "shown"),
+    [
+        ("13800138000,13900139000", {"recipients": 2, "first (masked)": ["138****8000", "139****9000"]}),
+        ([13800138000], {"recipients": 1, "first (masked)": ["138****8000"]}),
+        ([{"mobile": "13800138000", "name": "王芳"}], {"recipients": 1, "first (masked)": ["138****8000"]}),
+        ([{"params": {"code": "1"}}], {"recipients": 1, "first (masked)": [""]}),  # no phone: refused later
+        (iter(["13800138000"]), {"recipients": None, "first (masked)": []}),  # one-shot: not read here
+    ],
+)
+def test_what_airflow_shows_of_an_inline_audience(audience: object, shown: dict[str, object]) -> None:
+    from airflow_provider_sms.operators.bulk import RenderedAudience
+
+    assert RenderedAudience(audience).serialize() == shown
