@@ -274,22 +274,25 @@ class ProcessLedger(LedgerFrontEnd):
         if self._closed:
             raise LedgerError(f"{self!r} is closed")
 
-    def _send(self, kind: str, ident: int, payload: object) -> None:
-        """Queue a message: what the loop queues in one turn goes out in one write, at the turn's end."""
+    def _send(self, kind: str, ident: int, payload: object) -> asyncio.AbstractEventLoop:
+        """Queue a message: what the loop queues in one turn goes out in one write, at the turn's end.
+        Returns the loop it goes out on."""
         loop = self._attach()
         if not self._unsent:
             loop.call_soon(self._write)
         self._unsent += _frame((kind, ident, payload))
+        return loop
 
     async def _ask(self, kind: str, payload: object) -> Any:
         """Send one message and wait for its reply."""
         self._check_open()
         self._next += 1
         ident = self._next
-        future = self._attach().create_future()
+        # Queued, not yet written (that happens at the end of this loop turn): no reply can come
+        # before its future is registered.
+        future = self._send(kind, ident, payload).create_future()
         self._waiters[ident] = future
         try:
-            self._send(kind, ident, payload)
             return await future
         finally:
             self._waiters.pop(ident, None)

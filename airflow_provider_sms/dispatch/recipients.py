@@ -66,8 +66,13 @@ def looks_like_file(value: str) -> bool:
     return "://" in text or text.endswith((".csv", ".jsonl", ".ndjson", ".json"))
 
 
+def phone_column(item: Mapping[str, Any]) -> str | None:
+    """The key of a row's number: the first of ``PHONE_COLUMNS`` the row has."""
+    return next((k for k in PHONE_COLUMNS if k in item), None)
+
+
 def _row_from_mapping(index: int, item: Mapping[str, Any]) -> Row:
-    phone_key = next((k for k in PHONE_COLUMNS if k in item), None)
+    phone_key = phone_column(item)
     if phone_key is None:
         return Row(index, None, problem=f"row {index + 1} has no phone field")
     if "params" in item:

@@ -6,13 +6,14 @@ Imports stay light at DAG-parse time: hooks, httpx and the engine load in ``exec
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Iterable
 
     import jinja2
     from airflow.sdk import Context
@@ -34,20 +35,17 @@ class RenderedAudience:
         self.value = value
 
     def serialize(self) -> dict[str, Any]:  # what Airflow's rendered-fields serialization calls
-        from collections.abc import Mapping
-        from collections.abc import Sequence as Seq
-
-        from airflow_provider_sms.dispatch.recipients import PHONE_COLUMNS
+        from airflow_provider_sms.dispatch.recipients import phone_column
         from airflow_provider_sms.protocol.phones import mask, split_numbers
 
         items = split_numbers(self.value) if isinstance(self.value, (str, int)) else self.value
-        if not isinstance(items, Seq):  # not read here: it may be a one-shot iterator
+        if not isinstance(items, Sequence):  # not read here: it may be a one-shot iterator
             return {"recipients": None, "first (masked)": []}
         first = []
         for item in items[: self.PREVIEW]:
-            if isinstance(item, Mapping):  # a row: its params may be personal too, shown by name only
-                phone = next((item[k] for k in PHONE_COLUMNS if k in item), "")
-                first.append(mask(phone))
+            if isinstance(item, Mapping):  # a row: its params may be personal too, never shown
+                key = phone_column(item)
+                first.append(mask(item[key] if key else ""))
             else:
                 first.append(mask(item))
         return {"recipients": len(items), "first (masked)": first}
