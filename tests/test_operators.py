@@ -106,6 +106,18 @@ def test_bad_input_fails_before_any_request(connections: SandboxServer) -> None:
     assert control(connections, "GET", "/_sandbox/requests")["requests"] == []
 
 
+def test_an_audience_template_that_does_not_render_fails_without_showing_the_numbers(
+    connections: SandboxServer, capfd: pytest.CaptureFixture[str]
+) -> None:
+    result = run_dag("sms_test_bad_audience_template")
+    assert result.task("send") == "failed"
+    assert control(connections, "GET", "/_sandbox/requests")["requests"] == []
+    log = "".join(capfd.readouterr())
+    assert "the 'recipients' template did not render: TemplateAssertionError: No filter named" in log
+    # Airflow itself would log the unrendered list, numbers and all.
+    assert "13800138000" not in log and "13900139000" not in log
+
+
 def test_dry_run_through_airflow(connections: SandboxServer) -> None:
     result = run_dag(
         "sms_test_mms", run_conf={"mobiles": [f"139{i:08d}" for i in range(250)], "dry_run": True}

@@ -55,6 +55,19 @@ def test_normalize_refuses_with_reason_and_never_shows_the_number(raw: object, r
         assert raw not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("bad value ['13800138000', '+8613900139000']", "bad value ['138****8000', '+86*******9000']"),
+        ("号码008613700137000无效", "号码008********7000无效"),
+        ("send id 1795451048006006377, ti 01a2-a13812345678",) * 2,
+        ("already 138****8000", "already 138****8000"),
+    ],
+)
+def test_mask_in_text_masks_numbers_and_leaves_ids(text: str, masked: str) -> None:
+    assert phones.mask_in_text(text) == masked
+
+
 def test_mask_hides_the_middle() -> None:
     assert phones.mask("13812348000") == "138****8000"
 

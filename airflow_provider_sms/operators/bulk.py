@@ -158,22 +158,46 @@ class BulkSendOperator(BaseOperator):
         jinja_env: jinja2.Environment,
         seen_oids: set[int],
     ) -> None:
-        """Render as usual, then keep the audience out of what Airflow stores and shows of the rendered
-        fields: numbers (and personal params) would otherwise sit unmasked in its metadata database.
-        Airflow calls this method on the task that runs, mapped or not; a file URI stays as it is."""
-        template_fields = list(template_fields)
-        super()._do_render_template_fields(parent, template_fields, context, jinja_env, seen_oids)
-        field = self.audience_field
-        if parent is not self or field not in template_fields:
-            return  # a nested object's fields, or a partial render
-        from airflow_provider_sms.dispatch.recipients import looks_like_file
+        """Render as usual, but keep the audience out of what Airflow logs, stores and shows.
 
-        value = getattr(self, field)
-        if value is None or isinstance(value, RenderedAudience):
-            return
-        if isinstance(value, str) and looks_like_file(value):
-            return
-        setattr(self, field, RenderedAudience(value))
+        Airflow stores rendered fields unmasked in its metadata database (the Rendered Template view),
+        and when a template fails it logs the unrendered value: numbers and personal params either way.
+        The audience field is rendered here instead: a failure names the field and the error, numbers
+        masked, and the rendered value is wrapped in a :class:`RenderedAudience`. Airflow calls this
+        method on the task that runs, mapped or not; a file URI stays as it is.
+        """
+        template_fields = list(template_fields)
+        field = self.audience_field
+        ours = parent is self and field in template_fields
+        others = [name for name in template_fields if name != field] if ours else template_fields
+        super()._do_render_template_fields(parent, others, context, jinja_env, seen_oids)
+        if ours:
+            self._render_audience(context, jinja_env, seen_oids)
+
+    def _render_audience(self, context: Context, jinja_env: jinja2.Environment, seen_oids: set[int]) -> None:
+        from airflow_provider_sms.dispatch.recipients import looks_like_file
+        from airflow_provider_sms.protocol.phones import mask_in_text
+
+        field = self.audience_field
+        for _, value in self._iter_templated_fields(self, [field]):  # skips empty values, as Airflow does
+            if isinstance(value, RenderedAudience):
+                return
+            try:
+                if callable(value):
+                    rendered = value(context=context, jinja_env=jinja_env)
+                else:
+                    rendered = self.render_template(value, context, jinja_env, seen_oids)
+            except Exception as exc:
+                # Not chained: the original error's message and traceback may quote the template.
+                raise AirflowException(
+                    f"task {self.task_id!r}: the {field!r} template did not render: "
+                    f"{type(exc).__name__}: {mask_in_text(str(exc))} (the template is not shown: it "
+                    "may hold phone numbers)"
+                ) from None
+            if rendered is None or (isinstance(rendered, str) and looks_like_file(rendered)):
+                setattr(self, field, rendered)
+            else:
+                setattr(self, field, RenderedAudience(rendered))
 
     def audience(self) -> Any:
         """The recipients as given and rendered (what ``audience_field`` held before it was masked)."""

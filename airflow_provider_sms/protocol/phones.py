@@ -7,6 +7,8 @@ import re
 _MOBILE = re.compile(r"1[3-9]\d{9}", re.ASCII)  # ASCII digits only: what the gateways take
 _SEPARATORS = re.compile(r"[\s\-().]")
 _PREFIXES = ("+86", "0086", "86")
+# A number inside free text (an error message): standing on its own, not part of a longer id.
+_IN_TEXT = re.compile(r"(?<![0-9A-Za-z*])(?:\+86|0086|86)?1[3-9]\d{9}(?![0-9A-Za-z])", re.ASCII)
 
 
 class InvalidPhoneNumber(ValueError):
@@ -24,6 +26,12 @@ def mask(number: object) -> str:
     if len(text) >= 7:
         return f"{text[:3]}{'*' * (len(text) - 7)}{text[-4:]}"
     return "*" * len(text)
+
+
+def mask_in_text(text: str) -> str:
+    """Mask every mobile number written out in ``text`` (with or without +86/0086/86): for messages
+    that may quote what a user passed, such as a template's error."""
+    return _IN_TEXT.sub(lambda hit: mask(hit.group()), text)
 
 
 def normalize(raw: object) -> str:

@@ -81,3 +81,12 @@ with _dag("sms_test_mapped_mms", native=False) as mapped_mms_dag:
     MmsSendOperator.partial(
         task_id="send", mobiles=[f"135{i:08d}" for i in range(150)], numbers_per_request=50
     ).expand(mmsid=uploads.output)
+
+with _dag("sms_test_bad_audience_template", native=False) as bad_audience_dag:
+    # An inline audience whose template does not render (no such filter): Airflow would log the
+    # unrendered value, numbers and all.
+    SmsSendOperator(
+        task_id="send",
+        recipients=["13800138000", "13900139000", "{{ dag_run.conf['extra'] | no_such_filter }}"],
+        template_code="TPL_CODE",
+    )
