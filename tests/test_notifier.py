@@ -127,3 +127,18 @@ def test_one_request_per_phone_and_success_callback(connections: SandboxServer) 
 def test_one_bad_number_does_not_silence_the_others(connections: SandboxServer) -> None:
     SmsNotifier(phones=["12345", ON_CALL], template_code="TPL_CODE", params={"code": "7"})({})  # type: ignore[arg-type]
     assert [d["number"] for d in deliveries(connections, "juncdt")] == [ON_CALL]
+
+
+def test_phones_template_that_does_not_render_is_logged_without_the_numbers(
+    connections: SandboxServer, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    notifier = SmsNotifier(
+        phones=[ON_CALL, "{{ on_call | no_such_filter }}"], template_code="TPL_CODE", params={"code": "1"}
+    )
+    with caplog.at_level(logging.INFO):
+        notifier({})  # type: ignore[arg-type]
+    out, err = capfd.readouterr()
+    text = out + err + caplog.text
+    assert "the 'phones' template did not render: TemplateAssertionError: No filter named" in text
+    assert ON_CALL not in text  # Airflow's own error log would quote the list
+    assert deliveries(connections, "juncdt") == []

@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseNotifier
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterable, Sequence
 
+    import jinja2
     from airflow.sdk import Context
 
 DEFAULT_PARAMS: dict[str, str] = {
@@ -58,6 +59,24 @@ class SmsNotifier(BaseNotifier):
         self.params = dict(DEFAULT_PARAMS) if params is None else params
         self.sign_code = sign_code
         self.juncdt_conn_id = juncdt_conn_id
+
+    def _do_render_template_fields(
+        self,
+        parent: Any,
+        template_fields: Iterable[str],
+        context: Context,
+        jinja_env: jinja2.Environment,
+        seen_oids: set[int],
+    ) -> None:
+        """Render as usual, except ``phones``: if its template fails, Airflow would log the numbers."""
+        from airflow_provider_sms.templating import render_field_quietly
+
+        fields = list(template_fields)
+        ours = parent is self and "phones" in fields
+        others = [name for name in fields if name != "phones"] if ours else fields
+        super()._do_render_template_fields(parent, others, context, jinja_env, seen_oids)
+        if ours:
+            render_field_quietly(self, "phones", context, jinja_env, seen_oids)
 
     def __call__(self, *args: Any) -> None:
         # Rendering happens before notify(): a template error must not escape either.

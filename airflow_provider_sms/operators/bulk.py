@@ -176,28 +176,16 @@ class BulkSendOperator(BaseOperator):
 
     def _render_audience(self, context: Context, jinja_env: jinja2.Environment, seen_oids: set[int]) -> None:
         from airflow_provider_sms.dispatch.recipients import looks_like_file
-        from airflow_provider_sms.protocol.phones import mask_in_text
+        from airflow_provider_sms.templating import render_field_quietly
 
         field = self.audience_field
-        for _, value in self._iter_templated_fields(self, [field]):  # skips empty values, as Airflow does
-            if isinstance(value, RenderedAudience):
-                return
-            try:
-                if callable(value):
-                    rendered = value(context=context, jinja_env=jinja_env)
-                else:
-                    rendered = self.render_template(value, context, jinja_env, seen_oids)
-            except Exception as exc:
-                # Not chained: the original error's message and traceback may quote the template.
-                raise AirflowException(
-                    f"task {self.task_id!r}: the {field!r} template did not render: "
-                    f"{type(exc).__name__}: {mask_in_text(str(exc))} (the template is not shown: it "
-                    "may hold phone numbers)"
-                ) from None
-            if rendered is None or (isinstance(rendered, str) and looks_like_file(rendered)):
-                setattr(self, field, rendered)
-            else:
-                setattr(self, field, RenderedAudience(rendered))
+        render_field_quietly(self, field, context, jinja_env, seen_oids)
+        value = getattr(self, field)
+        if value is None or isinstance(value, RenderedAudience):
+            return
+        if isinstance(value, str) and looks_like_file(value):
+            return
+        setattr(self, field, RenderedAudience(value))
 
     def audience(self) -> Any:
         """The recipients as given and rendered (what ``audience_field`` held before it was masked)."""

@@ -1,0 +1,40 @@
+"""Rendering a template field that holds phone numbers, without Airflow quoting it when it fails.
+
+Airflow's templater logs the unrendered value of a field whose template fails (``Template: %r``,
+masking registered secrets only): for a list of recipients, that is every number in the task log.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from airflow.sdk.exceptions import AirflowException
+
+if TYPE_CHECKING:
+    import jinja2
+    from airflow.sdk import Context
+    from airflow.sdk.definitions._internal.templater import Templater
+
+
+def render_field_quietly(
+    owner: Templater, field: str, context: Context, jinja_env: jinja2.Environment, seen_oids: set[int]
+) -> None:
+    """Render ``owner.<field>`` in place as Airflow would (an empty value is left alone, a callable is
+    called). A failure raises an error naming the field and the template engine's message with the
+    numbers masked; it is not chained, because the original's message and traceback may quote the
+    template."""
+    from airflow_provider_sms.protocol.phones import mask_in_text
+
+    for _, value in owner._iter_templated_fields(owner, [field]):
+        try:
+            if callable(value):
+                rendered = value(context=context, jinja_env=jinja_env)
+            else:
+                rendered = owner.render_template(value, context, jinja_env, seen_oids)
+        except Exception as exc:
+            where = getattr(owner, "task_id", type(owner).__name__)
+            raise AirflowException(
+                f"{where}: the {field!r} template did not render: {type(exc).__name__}: "
+                f"{mask_in_text(str(exc))} (the template is not shown: it may hold phone numbers)"
+            ) from None
+        setattr(owner, field, rendered)
