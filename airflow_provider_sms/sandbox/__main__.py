@@ -32,7 +32,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="keep counters only, not one record per delivery/request (benchmarks)",
     )
-    return parser.parse_args(argv)
+    parser.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM; needs --tls-key)")
+    parser.add_argument("--tls-key", help="the certificate's private key (PEM)")
+    args = parser.parse_args(argv)
+    if bool(args.tls_cert) != bool(args.tls_key):
+        parser.error("--tls-cert and --tls-key go together")
+    return args
 
 
 def build_state(args: argparse.Namespace) -> SandboxState:
@@ -73,9 +78,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"sandbox: bad settings: {exc}", file=sys.stderr)
         return 2
     sock = bind_socket(args.host, args.port)
-    url = url_of(args.host, int(sock.getsockname()[1]))
+    tls = (args.tls_cert, args.tls_key) if args.tls_cert else None
+    url = url_of(args.host, int(sock.getsockname()[1]), tls=tls is not None)
     print(banner(url, state), flush=True)
-    server = uvicorn_server(create_app(state), log_config=LOGGING_CONFIG)
+    server = uvicorn_server(create_app(state), log_config=LOGGING_CONFIG, tls=tls)
     try:
         server.run(sockets=[sock])
     finally:

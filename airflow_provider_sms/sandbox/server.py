@@ -20,9 +20,12 @@ if TYPE_CHECKING:
 
     from airflow_provider_sms.sandbox.faults import Runtime
 
+TlsFiles = tuple[str, str]  # certificate and private key, PEM files
 
-def uvicorn_config(app: Any, *, log_config: Any = None) -> uvicorn.Config:
-    """uvicorn settings of the sandbox: the fastest loop and parser installed, no access log.
+
+def uvicorn_config(app: Any, *, log_config: Any = None, tls: TlsFiles | None = None) -> uvicorn.Config:
+    """uvicorn settings of the sandbox: the fastest loop and parser installed, no access log; HTTPS
+    with ``tls`` (a certificate and its key, PEM files).
 
     ``timeout_graceful_shutdown=1`` so a hung request never holds a stop for long.
     """
@@ -38,6 +41,8 @@ def uvicorn_config(app: Any, *, log_config: Any = None) -> uvicorn.Config:
         timeout_keep_alive=30,
         timeout_graceful_shutdown=1,
         lifespan="on",
+        ssl_certfile=tls[0] if tls else None,
+        ssl_keyfile=tls[1] if tls else None,
     )
 
 
@@ -54,9 +59,9 @@ class _Uvicorn(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-def uvicorn_server(app: Starlette, *, log_config: Any = None) -> uvicorn.Server:
+def uvicorn_server(app: Starlette, *, log_config: Any = None, tls: TlsFiles | None = None) -> uvicorn.Server:
     """A uvicorn server for an app of :func:`create_app`."""
-    return _Uvicorn(uvicorn_config(app, log_config=log_config), app.state.runtime)
+    return _Uvicorn(uvicorn_config(app, log_config=log_config, tls=tls), app.state.runtime)
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -70,8 +75,9 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def url_of(host: str, port: int) -> str:
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+def url_of(host: str, port: int, *, tls: bool = False) -> str:
+    scheme = "https" if tls else "http"
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
 
 class SandboxServer:
@@ -80,7 +86,7 @@ class SandboxServer:
     ``start()`` returns once it accepts connections; ``stop()`` returns within a couple of seconds
     even while requests hang (they are released first). ``state`` is the live state, which
     in-process tests may inspect or alter directly between requests; ``record`` applies only
-    when no state is given.
+    when no state is given. With ``tls`` (certificate and key PEM files) it serves HTTPS.
     """
 
     def __init__(
@@ -91,11 +97,13 @@ class SandboxServer:
         port: int = 0,
         record: bool = True,
         start_timeout: float = 10.0,
+        tls: TlsFiles | None = None,
     ) -> None:
         self.state = state if state is not None else SandboxState(record=record)
         self.host = host
         self._requested_port = port
         self._start_timeout = start_timeout
+        self.tls = tls
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._runtime: Runtime | None = None
@@ -110,7 +118,7 @@ class SandboxServer:
     @property
     def url(self) -> str:
         """Base URL, e.g. ``http://127.0.0.1:54321`` (the gateway paths go after it)."""
-        return url_of(self.host, self.port)
+        return url_of(self.host, self.port, tls=self.tls is not None)
 
     def start(self) -> SandboxServer:
         """Serve in a daemon thread; return when ready (RuntimeError if it fails to start)."""
@@ -120,7 +128,7 @@ class SandboxServer:
         self._runtime = app.state.runtime
         sock = bind_socket(self.host, self._requested_port)
         self._port = int(sock.getsockname()[1])
-        server = uvicorn_server(app)
+        server = uvicorn_server(app, tls=self.tls)
         self._server = server
         self._thread = threading.Thread(
             target=self._run, args=(server, sock), name=f"sms-sandbox-{self._port}", daemon=True
