@@ -173,7 +173,7 @@ def test_where_no_ledger_process_can_start_the_ledger_runs_on_a_thread(
 
 
 def test_a_ledger_connection_must_be_postgres_or_sqlite(monkeypatch: pytest.MonkeyPatch) -> None:
-    from airflow.exceptions import AirflowFailException
+    from airflow.sdk.exceptions import AirflowFailException
 
     from airflow_provider_sms.operators.bulk import ledger_url_from_connection
 
