@@ -27,7 +27,13 @@ _TUNING: dict[str, dict[str, Any]] = {
     },
     "verify_tls": {
         "label": "Verify TLS certificates",
+        "description": "Turn off only for a test gateway.",
         "schema": {"type": ["boolean", "null"], "default": True},
+    },
+    "ca_bundle": {
+        "label": "CA bundle (path)",
+        "description": "PEM file of CA certificates to trust instead of the default ones (a private CA).",
+        "schema": {"type": ["string", "null"]},
     },
 }
 

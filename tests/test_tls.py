@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_provider_sms.gateways.errors import TransportError
+from airflow_provider_sms.gateways.errors import InvalidInputError, TransportError
 from airflow_provider_sms.hooks.bulk import BulkSettings
 from airflow_provider_sms.hooks.ihuyi import IhuyiHook
 from airflow_provider_sms.hooks.juncdt import JuncdtHook
@@ -60,6 +60,11 @@ def https_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SandboxS
         yield server
 
 
+def certificate_of(server: SandboxServer) -> str:
+    assert server.tls is not None
+    return server.tls[0]
+
+
 @pytest.fixture
 def https(https_sandbox: SandboxServer) -> SandboxServer:
     """The HTTPS sandbox, reset to its defaults."""
@@ -101,3 +106,31 @@ def test_verify_tls_false_reaches_a_gateway_whose_certificate_is_not_trusted(
     assert summary.counts["accepted"] == 2
     sent = sorted(d.number for d in https.state.deliveries)
     assert sent == ["13700137000", "13800138000", "13900139000"]
+
+
+def test_a_ca_bundle_makes_a_private_certificate_trusted(
+    https: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ca_bundle = certificate_of(https)  # the self-signed certificate is its own CA
+    set_conn(monkeypatch, "juncdt_default", juncdt_conn(https.url, ca_bundle=ca_bundle))
+    set_conn(monkeypatch, "ihuyi_default", ihuyi_conn(https.url, ca_bundle=ca_bundle))
+    assert JuncdtHook().send_sms("13800138000", "TPL_CODE", {"code": "1"}).ok
+    assert JuncdtHook().send_bulk(["13900139000"], "TPL_CODE", {"code": "2"}).counts["accepted"] == 1
+    assert IhuyiHook().get_balance() > 0
+    assert len(https.state.deliveries) == 2
+
+
+@pytest.mark.parametrize(
+    ("extra", "error"),
+    [
+        ({"ca_bundle": "/nonexistent/ca.pem"}, "extra 'ca_bundle' must be the path of a PEM file"),
+        ({"verify_tls": "flase"}, "extra 'verify_tls' must be true or false, got 'flase'"),
+    ],
+)
+def test_a_bad_tls_setting_is_refused_before_anything_is_sent(
+    https: SandboxServer, monkeypatch: pytest.MonkeyPatch, extra: dict[str, str], error: str
+) -> None:
+    set_conn(monkeypatch, "juncdt_default", juncdt_conn(https.url, **extra))
+    with pytest.raises(InvalidInputError, match=error):
+        JuncdtHook().send_sms("13800138000", "TPL_CODE", {"code": "1"})
+    assert https.state.requests == []

@@ -10,6 +10,7 @@ gateway call uses (redirects are refused anyway). See README, Performance.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import sys
 import time
 from dataclasses import dataclass
@@ -28,12 +29,14 @@ MAX_REASON_CHARS = 300  # of a transport fault's message, in our error
 
 @dataclass(frozen=True, slots=True)
 class HttpSettings:
-    """How to reach a gateway. ``timeout`` bounds a whole call, reply included."""
+    """How to reach a gateway. ``timeout`` bounds a whole call, reply included; ``ca_bundle`` (a PEM
+    file) replaces the default CA certificates (certifi's) the gateway's certificate is checked against."""
 
     base_url: str
     timeout: float = DEFAULT_TIMEOUT
     verify: bool = True
     max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES
+    ca_bundle: str | None = None
 
     def __post_init__(self) -> None:
         if not self.base_url.startswith(("http://", "https://")):
@@ -47,6 +50,12 @@ class HttpSettings:
         sandbox, a relay on the host) never uses TLS, redirects being refused, so its clients skip
         loading the CA bundle (about 30 ms per client)."""
         return self.verify and self.base_url.startswith("https://")
+
+    def tls(self) -> ssl.SSLContext | bool:
+        """What httpx and httpx-aiohttp take as ``verify``."""
+        if self.verify_certificates and self.ca_bundle:
+            return ssl.create_default_context(cafile=self.ca_bundle)
+        return self.verify_certificates
 
 
 class _ReplyTooLarge(Exception):
@@ -121,7 +130,7 @@ def check_status(response: httpx.Response, method: str) -> None:
 def make_sync_client(settings: HttpSettings) -> httpx.Client:
     return httpx.Client(
         timeout=httpx.Timeout(settings.timeout),
-        verify=settings.verify_certificates,
+        verify=settings.tls(),
         follow_redirects=False,
         trust_env=False,
     )
@@ -134,7 +143,7 @@ def make_async_transport(settings: HttpSettings, max_connections: int = 64) -> h
     limits = httpx.Limits(
         max_connections=max_connections, max_keepalive_connections=max_connections, keepalive_expiry=4.0
     )
-    transport = AiohttpTransport(verify=settings.verify_certificates, limits=limits, trust_env=False)
+    transport = AiohttpTransport(verify=settings.tls(), limits=limits, trust_env=False)
     # Build the session now rather than inside the first request, which would stall the event loop
     # (and a rate limiter's schedule) at the moment that request should leave.
     transport.client = transport.get_client()

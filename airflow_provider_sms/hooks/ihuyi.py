@@ -16,7 +16,6 @@ from airflow_provider_sms.gateways.errors import (
     InvalidInputError,
     raise_for_reply,
 )
-from airflow_provider_sms.gateways.transport import DEFAULT_TIMEOUT, HttpSettings
 from airflow_provider_sms.hooks.bulk import BulkSettings, campaign_options, resolve_rows, run_bulk
 from airflow_provider_sms.hooks.settings import ConnectionFields, SendTuning, mask_secrets
 from airflow_provider_sms.protocol import phones
@@ -80,11 +79,7 @@ class IhuyiHook(BaseHook):
         """The gateway client, built once from the Connection."""
         f = self.fields
         pid = f.number("pid", None, low=0, high=2**31, integer=True)
-        settings = HttpSettings(
-            base_url=f.base_url(ihuyi.DEFAULT_HOST),
-            timeout=float(f.number("timeout", DEFAULT_TIMEOUT, low=0.1, high=600) or DEFAULT_TIMEOUT),
-            verify=f.flag("verify_tls", True),
-        )
+        settings = f.http_settings(ihuyi.DEFAULT_HOST)
         return ihuyi.IhuyiClient(
             f.required(f.conn.login, "login (ihuyi account / APIID)"),
             f.required(f.conn.password, "password (ihuyi API key)"),

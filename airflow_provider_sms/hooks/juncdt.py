@@ -11,7 +11,6 @@ from airflow_provider_sms.dispatch.recipients import Cleaner
 from airflow_provider_sms.dispatch.senders import SmsSender
 from airflow_provider_sms.gateways import juncdt
 from airflow_provider_sms.gateways.errors import GatewayError, InvalidInputError, raise_for_reply
-from airflow_provider_sms.gateways.transport import DEFAULT_TIMEOUT, HttpSettings
 from airflow_provider_sms.hooks.bulk import BulkSettings, campaign_options, resolve_rows, run_bulk
 from airflow_provider_sms.hooks.ihuyi import normalize_all
 from airflow_provider_sms.hooks.settings import ConnectionFields, SendTuning, mask_secrets
@@ -57,11 +56,7 @@ class JuncdtHook(BaseHook):
     @cached_property
     def client(self) -> juncdt.JuncdtClient:
         f = self.fields
-        settings = HttpSettings(
-            base_url=f.base_url(juncdt.DEFAULT_HOST),
-            timeout=float(f.number("timeout", DEFAULT_TIMEOUT, low=0.1, high=600) or DEFAULT_TIMEOUT),
-            verify=f.flag("verify_tls", True),
-        )
+        settings = f.http_settings(juncdt.DEFAULT_HOST)
         return juncdt.JuncdtClient(
             f.required(f.conn.login, "login (juncdt accessKey)"),
             f.required(f.conn.password, "password (juncdt accessSecret)"),

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_sms.gateways.errors import InvalidInputError
+from airflow_provider_sms.gateways.transport import DEFAULT_TIMEOUT, HttpSettings
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,12 +76,34 @@ class ConnectionFields:
         return int(default if value is None else value)
 
     def flag(self, key: str, default: bool) -> bool:
+        """A yes/no extra. Anything else is an error, not "no": a typo must not turn a check off."""
         value = self._raw(key)
         if value is None:
             return default
         if isinstance(value, bool):
             return value
-        return str(value).strip().lower() in {"1", "true", "yes", "on"}
+        word = str(value).strip().lower()
+        if word in _TRUE or word in _FALSE:
+            return word in _TRUE
+        raise InvalidInputError(
+            f"connection {self.conn.conn_id!r}: extra {key!r} must be true or false, got {value!r}"
+        )
+
+    def http_settings(self, default_host: str) -> HttpSettings:
+        """How to reach the gateway: host, ``timeout``, and TLS (``verify_tls``, ``ca_bundle``)."""
+        ca_bundle = self.text("ca_bundle")
+        if ca_bundle is not None and not os.path.isfile(ca_bundle):
+            raise InvalidInputError(
+                f"connection {self.conn.conn_id!r}: extra 'ca_bundle' must be the path of a PEM file of "
+                f"CA certificates on the worker; there is no file {ca_bundle!r}"
+            )
+        timeout = self.number("timeout", DEFAULT_TIMEOUT, low=0.1, high=600)
+        return HttpSettings(
+            base_url=self.base_url(default_host),
+            timeout=float(timeout or DEFAULT_TIMEOUT),
+            verify=self.flag("verify_tls", True),
+            ca_bundle=ca_bundle,
+        )
 
     def base_url(self, default: str) -> str:
         """Host field: a full URL, or a bare host name that gets the scheme of ``default``."""
