@@ -178,4 +178,7 @@ def test_connection_form_metadata_is_declarative() -> None:
     assert "extra__ihuyi__pid" in widgets and "extra__ihuyi__requests_per_second" in widgets
     behaviour = manager.field_behaviours
     assert behaviour["ihuyi"]["relabeling"]["login"] == "Account (APIID)"
-    assert manager.hooks["ihuyi"] is not None and manager.hooks["juncdt"] is not None
+    from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
+
+    hooks = ProvidersManagerTaskRuntime().hooks  # what a task resolves a connection type's hook with
+    assert hooks["ihuyi"] is not None and hooks["juncdt"] is not None
