@@ -11,9 +11,22 @@ from typing import TYPE_CHECKING
 from airflow.sdk.exceptions import AirflowException
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     import jinja2
     from airflow.sdk import Context
     from airflow.sdk.definitions._internal.templater import Templater
+
+
+def split_off(
+    owner: Templater, parent: object, template_fields: Iterable[str], field: str
+) -> tuple[list[str], bool]:
+    """The fields to leave to Airflow's rendering, and whether ``field`` of ``owner`` is among those
+    asked for (not when Airflow renders a nested object's fields, or only some fields)."""
+    fields = list(template_fields)
+    if parent is owner and field in fields:
+        return [name for name in fields if name != field], True
+    return fields, False
 
 
 def render_field_quietly(

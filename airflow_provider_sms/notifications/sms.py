@@ -69,11 +69,9 @@ class SmsNotifier(BaseNotifier):
         seen_oids: set[int],
     ) -> None:
         """Render as usual, except ``phones``: if its template fails, Airflow would log the numbers."""
-        from airflow_provider_sms.templating import render_field_quietly
+        from airflow_provider_sms.templating import render_field_quietly, split_off
 
-        fields = list(template_fields)
-        ours = parent is self and "phones" in fields
-        others = [name for name in fields if name != "phones"] if ours else fields
+        others, ours = split_off(self, parent, template_fields, "phones")
         super()._do_render_template_fields(parent, others, context, jinja_env, seen_oids)
         if ours:
             render_field_quietly(self, "phones", context, jinja_env, seen_oids)

@@ -166,10 +166,9 @@ class BulkSendOperator(BaseOperator):
         masked, and the rendered value is wrapped in a :class:`RenderedAudience`. Airflow calls this
         method on the task that runs, mapped or not; a file URI stays as it is.
         """
-        template_fields = list(template_fields)
-        field = self.audience_field
-        ours = parent is self and field in template_fields
-        others = [name for name in template_fields if name != field] if ours else template_fields
+        from airflow_provider_sms.templating import split_off
+
+        others, ours = split_off(self, parent, template_fields, self.audience_field)
         super()._do_render_template_fields(parent, others, context, jinja_env, seen_oids)
         if ours:
             self._render_audience(context, jinja_env, seen_oids)
