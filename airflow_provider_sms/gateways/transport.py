@@ -81,8 +81,10 @@ def _not_sent(exc: BaseException) -> bool:
 def _reason(exc: BaseException) -> str:
     """The fault's own type and message, e.g. ``ClientConnectorCertificateError: ... certificate verify
     failed``: httpx-aiohttp names every aiohttp connection error ``ConnectTimeout``, so look at the cause."""
+    from airflow_provider_sms.protocol.phones import mask_in_text
+
     cause = exc.__cause__ if isinstance(exc, httpx.TransportError) and exc.__cause__ is not None else exc
-    text = " ".join(str(cause).split())
+    text = mask_in_text(" ".join(str(cause).split()))  # a garbled reply quoted in a parser's error
     if len(text) > MAX_REASON_CHARS:
         text = text[:MAX_REASON_CHARS] + "..."
     return f"{type(cause).__name__}: {text}" if text else type(cause).__name__
