@@ -185,6 +185,22 @@ def test_non_xml_replies_are_transport_faults(gw: SandboxServer, hostile: str, a
     assert query.value.ambiguous is False  # a balance query is safe to repeat
 
 
+async def test_a_compressed_reply_is_read_like_any_other(gw: SandboxServer) -> None:
+    # We ask for uncompressed replies; a proxy that gzips anyway must not turn a success into a garble
+    # (ambiguous, and resent with resend_ambiguous).
+    faults(gw, hostile="gzip")
+    assert ihuyi(gw).send_mms([NUMBER], "1001").code == "2"
+    assert juncdt(gw).send([NUMBER], "TPL_CODE", {"code": "1"}).code == "10000"
+    client = ihuyi(gw)
+    assert (await client.asend_mms(["13900139000"], "1001")).code == "2"
+    assert (await client.aget_num()).ok
+    await client.aclose()
+    sms = juncdt(gw)
+    assert (await sms.asend(["13900139000"], "TPL_CODE", {"code": "1"})).code == "10000"
+    await sms.aclose()
+    assert len(deliveries(gw)) == 4
+
+
 def test_html_error_page_is_never_success(gw: SandboxServer) -> None:
     faults(gw, malformed_rate=1.0)
     with pytest.raises(TransportError, match=r"not well-formed|XML") as info:

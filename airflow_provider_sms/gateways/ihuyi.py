@@ -14,6 +14,7 @@ import httpx
 from airflow_provider_sms.gateways.base import GatewayClient
 from airflow_provider_sms.gateways.errors import InvalidInputError
 from airflow_provider_sms.gateways.models import GatewayReply
+from airflow_provider_sms.gateways.transport import IDENTITY
 from airflow_provider_sms.protocol import codes
 from airflow_provider_sms.protocol.replies import MalformedReply, parse_xml_fields
 
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 
 DEFAULT_HOST = "http://10658.cc"
 API_PATH = "/webservice/api"
-FORM = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"}
+FORM = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8", **IDENTITY}
 
 
 def _quote(value: str, safe: str = "", encoding: str | None = None, errors: str | None = None) -> str:

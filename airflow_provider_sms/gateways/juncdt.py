@@ -10,6 +10,7 @@ import httpx
 from airflow_provider_sms.gateways.base import GatewayClient
 from airflow_provider_sms.gateways.errors import InvalidInputError
 from airflow_provider_sms.gateways.models import GatewayReply
+from airflow_provider_sms.gateways.transport import IDENTITY
 from airflow_provider_sms.protocol import codes
 from airflow_provider_sms.protocol.replies import MalformedReply, parse_json_object
 
@@ -22,7 +23,7 @@ DEFAULT_HOST = "https://market.juncdt.com"
 API_PATH = "/smartmarket/msgService/sendMessage"
 MAX_NUMBERS_PER_REQUEST = 500  # code 30027
 MAX_CONTENT_CHARS = 300  # code 30017
-JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8"}
+JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8", **IDENTITY}
 
 
 def api_url(host: str) -> str:

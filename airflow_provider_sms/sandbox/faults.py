@@ -9,6 +9,7 @@ comes *after* it was processed and recorded: the worst case for a client, delive
 from __future__ import annotations
 
 import asyncio
+import gzip
 import threading
 from typing import TYPE_CHECKING
 
@@ -200,6 +201,9 @@ async def _hostile(
         await _huge(faults.huge_bytes, runtime, reply, receive, send)
     elif mode == "trickle":
         await _trickle(faults.trickle_interval, runtime, reply, receive, send)
+    elif mode == "gzip":  # a proxy that compresses whatever the client asked for
+        body = gzip.compress(reply.body)
+        await send_reply(send, reply.status, body, reply.content_type, [(b"content-encoding", b"gzip")])
     else:  # pragma: no cover - validated by FaultSettings.patch
         await send_reply(send, reply.status, reply.body, reply.content_type)
 

@@ -73,7 +73,7 @@ GATEWAY_METHODS: dict[str, tuple[str, ...]] = {
     "ihuyi": ("SendMms", "GetNum", "CreateMms"),
     "juncdt": ("sendMessage",),
 }
-HOSTILE_MODES = frozenset({"xml_bomb", "huge", "trickle", "redirect", "empty", "truncated"})
+HOSTILE_MODES = frozenset({"xml_bomb", "huge", "trickle", "redirect", "empty", "truncated", "gzip"})
 
 
 @dataclass
