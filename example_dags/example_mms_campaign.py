@@ -16,7 +16,7 @@ import tempfile
 from datetime import datetime
 from pathlib import Path
 
-from airflow.sdk import dag, task
+from airflow.sdk import dag, get_current_context, task
 
 from airflow_provider_sms.operators.mms import MmsSendOperator
 from airflow_provider_sms.operators.template import MmsTemplateUploadOperator
@@ -36,9 +36,11 @@ AUDIENCE_SIZE = int(os.environ.get("SMS_EXAMPLE_AUDIENCE", "2000"))
 )
 def example_mms_campaign() -> None:
     @task
-    def build_audience(ds_nodash: str | None = None) -> dict[str, object]:
+    def build_audience() -> dict[str, object]:
         """Stand-in for the ETL step: write the audience (a ``phone`` column) to CSV."""
-        path = Path(DATA_DIR) / f"audience-{ds_nodash}.csv"
+        # Every run has ``run_after``; ``ds_nodash`` is undefined in a run without a logical date.
+        day = get_current_context()["dag_run"].run_after
+        path = Path(DATA_DIR) / f"audience-{day:%Y%m%d}.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("w", encoding="utf-8") as out:
             out.write("phone,segment\n")
@@ -70,7 +72,7 @@ def example_mms_campaign() -> None:
         check_balance=True,
         concurrency=16,
         requests_per_second=50,
-        report_uri=DATA_DIR + "/report-{{ ds_nodash }}.csv",
+        report_uri=DATA_DIR + "/report-{{ dag_run.run_after | ds_nodash }}.csv",
     )
 
     audience >> enough_balance

@@ -41,7 +41,9 @@ def example_sms_after_etl() -> None:
         recipients=shipped_orders(),
         template_code="TPL_NOTICE",
         param_names=["name", "order"],
-        report_uri="{{ var.value.get('sms_report_dir', '/tmp') }}/shipped-{{ ds_nodash }}.csv",
+        # Every run has ``dag_run.run_after``; ``ds`` is undefined in a run without a logical date.
+        report_uri="{{ var.value.get('sms_report_dir', '/tmp') }}"
+        "/shipped-{{ dag_run.run_after | ds_nodash }}.csv",
     )
 
 

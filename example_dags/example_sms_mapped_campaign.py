@@ -49,7 +49,7 @@ def example_sms_mapped_campaign() -> None:
     SmsSendOperator.partial(
         task_id="send_chunk",
         template_code="TPL_CODE",
-        dedupe_key="mapped-{{ ds }}",
+        dedupe_key="mapped-{{ run_id }}",  # one key per run, kept when the run is cleared and rerun
         ledger_conn_id=LEDGER_CONN_ID,
         concurrency=8,
     ).expand(recipients=split_audience())

@@ -3,11 +3,13 @@ stop on fatal, dry run, reports. No Airflow here: the engine is used as the hook
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import csv
 import gc
 import io
 import json
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_sms.dispatch.engine import CHUNK, Campaign, CampaignOptions
+from airflow_provider_sms.dispatch.engine import CHUNK, Campaign, CampaignOptions, ReportError
 from airflow_provider_sms.dispatch.gc_threshold import YOUNG_THRESHOLD
 from airflow_provider_sms.dispatch.outcomes import Summary
 from airflow_provider_sms.dispatch.recipients import (
@@ -29,6 +31,7 @@ from airflow_provider_sms.dispatch.recipients import (
 from airflow_provider_sms.dispatch.report import ReportWriter
 from airflow_provider_sms.dispatch.retry import RetryPolicy
 from airflow_provider_sms.dispatch.senders import MmsSender, SmsSender
+from airflow_provider_sms.dispatch.sql_ledger import SqlLedger
 from airflow_provider_sms.gateways.errors import InvalidInputError
 from airflow_provider_sms.sandbox.server import SandboxServer
 from tests.conftest import control, deliveries, force
@@ -64,12 +67,14 @@ async def run_sms(
     params: dict[str, str] | None = None,
     report: ReportWriter | None = None,
     template: str = "TPL_CODE",
+    ledger: SqlLedger | None = None,
     **options: Any,
 ) -> Summary:
     sender = SmsSender(juncdt(server), template, sign_code=None, numbers_per_request=per_request)
     opts = CampaignOptions(**{"concurrency": 8, "retry": FAST_RETRY, **options})
+    cleaner = lambda: Cleaner(shared_params=params)  # noqa: E731
     return await Campaign(
-        sender, lambda: rows_from_items(items), lambda: Cleaner(shared_params=params), opts, report=report
+        sender, lambda: rows_from_items(items), cleaner, opts, report=report, ledger=ledger
     ).run()
 
 
@@ -219,6 +224,90 @@ async def test_a_source_failing_midway_stops_the_campaign_with_its_error(gw: San
     assert set(got) <= set(numbers(CHUNK))
     counts = campaign.summary.counts
     assert counts["accepted"] == len(got) and counts["accepted"] + counts["not_sent"] == CHUNK
+
+
+def ledger_statuses(db: Path) -> dict[str, int]:
+    with sqlite3.connect(db) as conn:
+        return dict(conn.execute("SELECT status, count(*) FROM sms_ledger GROUP BY status").fetchall())
+
+
+async def test_a_read_failure_leaves_no_claimed_number_without_an_outcome(
+    gw: SandboxServer, tmp_path: Path
+) -> None:
+    # The first chunk ends in a partial batch (90 numbers claimed, waiting for 10 more) when the next
+    # read fails: those 90 must end not_sent, in the summary and in the ledger, not stay "claimed".
+    def rows() -> Iterator[Any]:
+        yield from numbers(CHUNK - 10)
+        yield from ["12345"] * 10
+        yield from numbers(50, start=CHUNK)
+        raise OSError("connection reset")
+
+    db = tmp_path / "ledger.db"
+    sender = MmsSender(ihuyi(gw), "1001", pid=1, send_time="", numbers_per_request=100)
+    ledger = SqlLedger(f"sqlite:///{db}", "campaign", "owner")
+    opts = CampaignOptions(concurrency=4, retry=FAST_RETRY)
+    campaign = Campaign(
+        sender, lambda: rows_from_items(rows()), lambda: Cleaner(use_params=False), opts, ledger=ledger
+    )
+    with pytest.raises(OSError, match="connection reset"):
+        await campaign.run()
+    counts = campaign.summary.counts
+    assert campaign.summary.total == CHUNK  # every row read has its outcome
+    assert counts["rejected"] == 10 and counts["accepted"] == len(deliveries(gw, "ihuyi"))
+    assert counts["not_sent"] == CHUNK - 10 - counts["accepted"] >= 90
+    assert ledger_statuses(db) == {"accepted": counts["accepted"], "not_sent": counts["not_sent"]}
+
+
+async def test_a_report_that_cannot_be_written_stops_the_campaign_and_says_so(gw: SandboxServer) -> None:
+    class FullDisk(io.StringIO):
+        def write(self, text: str) -> int:
+            if self.tell() > 2000:
+                raise OSError(28, "No space left on device")
+            return super().write(text)
+
+    report = ReportWriter(FullDisk(), "csv")
+    sender = MmsSender(ihuyi(gw), "1001", pid=1, send_time="", numbers_per_request=10)
+    opts = CampaignOptions(concurrency=4, retry=FAST_RETRY)
+    campaign = Campaign(
+        sender, lambda: rows_from_items(numbers(3000)), lambda: Cleaner(use_params=False), opts, report=report
+    )
+    with pytest.raises(ReportError, match=r"report could not be written: OSError: .*No space left"):
+        await asyncio.wait_for(campaign.run(), timeout=60)  # before the fix: it never returned
+    summary = campaign.summary
+    assert summary.stopped is not None and "No space left" in summary.stopped
+    assert summary.total == 3000 and summary.counts["accepted"] == len(deliveries(gw)) < 3000
+    assert summary.counts["accepted"] + summary.counts["not_sent"] == 3000
+
+
+async def test_a_batch_the_client_refuses_to_build_is_failed_not_ambiguous(gw: SandboxServer) -> None:
+    # juncdt takes at most 500 numbers per request: nothing was sent, so a later run may send them.
+    summary = await run_sms(gw, numbers(600), per_request=600, params={"code": "1"})
+    assert summary.counts["failed"] == 600 and summary.counts["ambiguous"] == 0
+    assert summary.stopped is not None and "at most 500 numbers" in summary.stopped
+    assert requests_log(gw) == []
+
+
+async def test_resend_ambiguous_ends_ambiguous_when_no_try_succeeded(
+    gw: SandboxServer, tmp_path: Path
+) -> None:
+    # Every reply is cut off after the gateway took the message: each try may have been delivered.
+    control(gw, "POST", "/_sandbox/faults", {"reset_rate": 1.0})
+    db = tmp_path / "ledger.db"
+    first = await run_sms(
+        gw,
+        ["13800000001"],
+        params={"code": "1"},
+        resend_ambiguous=True,
+        ledger=SqlLedger(f"sqlite:///{db}", "c", "o"),
+    )
+    assert first.requests == 3 and first.counts["ambiguous"] == 1 and first.counts["failed"] == 0
+    assert ledger_statuses(db) == {"ambiguous": 1}
+    # So a later run (not resending ambiguous numbers) leaves it alone: it may have 3 copies already.
+    second = await run_sms(
+        gw, ["13800000001"], params={"code": "1"}, ledger=SqlLedger(f"sqlite:///{db}", "c", "o2")
+    )
+    assert second.counts["skipped"] == 1 and second.requests == 0
+    assert len(deliveries(gw)) == 3
 
 
 @pytest.mark.parametrize("fails", [False, True])

@@ -33,6 +33,10 @@ CHUNK = 5000  # rows read (and claimed in the ledger) at a time: fewer, larger l
 MAX_OPEN_GROUPS = 1024  # partial batches waiting for recipients with the same params
 
 
+class ReportError(RuntimeError):
+    """The per-recipient report could not be written; the campaign stopped (outcomes are in the ledger)."""
+
+
 class Log(Protocol):
     """What the engine needs of a logger (stdlib ``logging`` or Airflow's structlog-based task logger)."""
 
@@ -90,6 +94,7 @@ class Campaign:
         self.log: Log = log or logging.getLogger(__name__)
         self.summary = Summary(gateway=sender.gateway, campaign=campaign, dry_run=options.dry_run)
         self.stopped: str | None = None
+        self.report_error: ReportError | None = None
         self.read = 0
         self.total: int | None = None
         limit = options.requests_per_second
@@ -101,7 +106,10 @@ class Campaign:
         code = "" if item.duplicate else "invalid_input"
         self.summary.add(outcome, 1, code, "" if item.duplicate else item.reason)
         if self.report:
-            self.report.write(item.index, item.masked, outcome.value, code, item.reason, masked=True)
+            try:
+                self.report.write(item.index, item.masked, outcome.value, code, item.reason, masked=True)
+            except Exception as exc:
+                self._report_failed(exc)
 
     def _finish(self, batch: list[Recipient], verdict: Verdict, *, record: bool = True) -> None:
         self.summary.add(verdict.outcome, len(batch), verdict.code, verdict.message)
@@ -109,16 +117,26 @@ class Campaign:
         if record:
             self.ledger.record([r.phone for r in batch], verdict)
         if self.report:
-            for r in batch:
-                self.report.write(
-                    r.index,
-                    r.phone,
-                    verdict.outcome.value,
-                    verdict.code,
-                    verdict.message,
-                    verdict.gateway_id,
-                    verdict.attempts,
-                )
+            try:
+                for r in batch:
+                    self.report.write(
+                        r.index,
+                        r.phone,
+                        verdict.outcome.value,
+                        verdict.code,
+                        verdict.message,
+                        verdict.gateway_id,
+                        verdict.attempts,
+                    )
+            except Exception as exc:
+                self._report_failed(exc)
+
+    def _report_failed(self, exc: Exception) -> None:
+        """A report that cannot be written (full disk, storage error) stops the campaign; the
+        outcomes still go to the summary and the ledger, and ``run`` raises once everyone has one."""
+        self.report = None
+        self.report_error = ReportError(f"the report could not be written: {type(exc).__name__}: {exc}")
+        self._stop(str(self.report_error))
 
     def _stop(self, reason: str) -> None:
         if self.stopped is None:
@@ -140,6 +158,11 @@ class Campaign:
             while chunk := await ahead:
                 ahead = asyncio.ensure_future(asyncio.to_thread(take))
                 await self._queue_chunk(chunk, groups, queue)
+        except Exception as exc:
+            self._stop(f"reading recipients failed: {exc}")
+            for group in groups.values():  # claimed, waiting for a full batch: now never sent
+                self._finish(group, Verdict(Outcome.NOT_SENT, "stopped", self.stopped or ""))
+            raise
         finally:
             ahead.cancel()  # after a failure: the chunk being read is dropped with the campaign
         for group in groups.values():
@@ -164,7 +187,12 @@ class Campaign:
         if self.stopped:
             self._finish(fresh, Verdict(Outcome.NOT_SENT, "stopped", self.stopped), record=False)
             return
-        prior = await self.ledger.claim(fresh) if fresh else {}
+        try:
+            prior = await self.ledger.claim(fresh) if fresh else {}
+        except Exception as exc:
+            self._stop(f"the ledger could not claim recipients: {exc}")
+            self._finish(fresh, Verdict(Outcome.NOT_SENT, "stopped", self.stopped or ""), record=False)
+            raise
         for recipient in fresh:
             verdict = prior.get(recipient.phone)
             if verdict is not None:
@@ -187,8 +215,11 @@ class Campaign:
         phones = [r.phone for r in batch]
         attempts = 0
         last = ("", "")
+        maybe_sent = False  # an earlier try may have been delivered: only a success may end otherwise
         while True:
             if self.stopped:
+                if maybe_sent:
+                    return Verdict(Outcome.AMBIGUOUS, *last, attempts=attempts)
                 return Verdict(Outcome.NOT_SENT, "stopped", self.stopped, attempts=attempts)
             await self.ledger.mark_sending(phones)
             # The rate slot is taken last, so the request leaves right at its slot.
@@ -199,29 +230,47 @@ class Campaign:
             self.summary.requests += 1
             try:
                 reply = await self.sender.send(batch)
+            except InvalidInputError as exc:  # refused while building the request: nothing went out
+                self._stop(f"a request could not be built: {exc}")
+                return self._unsent(Outcome.FAILED, ("invalid_input", str(exc)), attempts, maybe_sent)
             except TransportError as exc:
                 last = ("transport", str(exc))
+                maybe_sent = maybe_sent or exc.ambiguous
                 if exc.ambiguous and not self.options.resend_ambiguous:
                     return Verdict(Outcome.AMBIGUOUS, *last, attempts=attempts)
                 if not exc.retryable:
                     self._stop(str(exc))
-                    return Verdict(Outcome.FAILED, *last, attempts=attempts)
+                    return self._unsent(Outcome.FAILED, last, attempts, maybe_sent)
             else:
                 verdict_class = self.sender.classify(reply, batch)
                 last = (reply.code, reply.message)
                 if verdict_class is CodeClass.SUCCESS:
                     return Verdict(Outcome.ACCEPTED, *last, self.sender.gateway_id(reply), attempts)
                 if verdict_class is CodeClass.BAD_INPUT:
-                    return Verdict(Outcome.REJECTED, *last, attempts=attempts)
+                    return self._unsent(Outcome.REJECTED, last, attempts, maybe_sent)
                 if verdict_class is CodeClass.FATAL:
                     self._stop(reply.describe())
-                    return Verdict(Outcome.FAILED, *last, attempts=attempts)
+                    return self._unsent(Outcome.FAILED, last, attempts, maybe_sent)
                 if verdict_class is CodeClass.UNKNOWN:
-                    return Verdict(Outcome.FAILED, *last, attempts=attempts)
+                    return self._unsent(Outcome.FAILED, last, attempts, maybe_sent)
             delay = policy.delay(attempts)
             if attempts >= policy.max_attempts or time.monotonic() - started + delay > policy.max_elapsed:
-                return Verdict(Outcome.FAILED, *last, attempts=attempts)
+                return self._unsent(Outcome.FAILED, last, attempts, maybe_sent)
             await asyncio.sleep(delay)
+
+    @staticmethod
+    def _unsent(outcome: Outcome, last: tuple[str, str], attempts: int, maybe_sent: bool) -> Verdict:
+        """The batch's outcome when its last try was not a success: ``outcome``, unless an earlier try
+        may have been delivered (``resend_ambiguous``): then ambiguous, so no later run resends it."""
+        if maybe_sent:
+            return Verdict(
+                Outcome.AMBIGUOUS,
+                last[0],
+                f"{last[1]} (an earlier try may have been delivered)",
+                "",
+                attempts,
+            )
+        return Verdict(outcome, *last, attempts=attempts)
 
     async def _work(self, queue: asyncio.Queue[list[Recipient] | None]) -> None:
         while (batch := await queue.get()) is not None:
@@ -234,7 +283,11 @@ class Campaign:
                 self.log.exception("Unexpected error while sending a batch")
                 self._stop(f"internal error: {type(exc).__name__}")
                 verdict = Verdict(Outcome.AMBIGUOUS, "internal_error", type(exc).__name__)
-            self._finish(batch, verdict)
+            try:
+                self._finish(batch, verdict)
+            except Exception as exc:  # nor stop this worker: the producer would wait for it forever
+                self.log.exception("Unexpected error while recording an outcome")
+                self._stop(f"internal error: {type(exc).__name__}")
 
     # ----- progress -------------------------------------------------------------------------------
     def progress_line(self) -> str:
@@ -287,6 +340,8 @@ class Campaign:
             await self.sender.warm_up()
             with young_gc_threshold():
                 await self._dispatch()
+            if self.report_error is not None:
+                raise self.report_error
             if self.summary.total == 0:
                 raise InvalidInputError("no recipients: the audience is empty")
             self.log.info("Done: %s", self.progress_line())
