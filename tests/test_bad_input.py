@@ -52,6 +52,26 @@ def bulk_sms(rows: list[Any], **kwargs: Any) -> Callable[[], Any]:
     return run
 
 
+def bulk(hook: str, recipients: Any, **settings: Any) -> Callable[[], Any]:
+    """A bulk send with task-level settings (what an operator passes the hook)."""
+    from airflow_provider_sms.hooks.bulk import BulkSettings
+
+    if hook == "ihuyi":
+        return lambda: IhuyiHook().send_bulk(recipients, "1001", bulk=BulkSettings(**settings))
+    return lambda: JuncdtHook().send_bulk(
+        recipients, "TPL_CODE", {"code": "1"}, bulk=BulkSettings(**settings)
+    )
+
+
+def operator_settings(**arguments: Any) -> Callable[[], Any]:
+    """What an operator makes of its (possibly templated) arguments, before anything is sent."""
+    from airflow_provider_sms.operators.sms import SmsSendOperator
+
+    return lambda: SmsSendOperator(
+        task_id="t", recipients="13812348000", template_code="TPL_CODE", **arguments
+    ).bulk_settings()
+
+
 def upload(data: bytes) -> Callable[[], Any]:
     return lambda: validate_package(data)
 
@@ -107,6 +127,26 @@ CASES: list[tuple[str, Callable[[], Any], str]] = [
         lambda: validate_package(zip_of({"1.gif": GIF + bytes(5000), "a.smil": SMIL}), max_bytes=2000),
         "1.gif",
     ),
+    (
+        "juncdt: 600 numbers per request",
+        bulk("juncdt", ["13812348000"] * 2, numbers_per_request=600),
+        "numbers_per_request must be between 1 and 500",
+    ),
+    (
+        "ihuyi: 1600 numbers per request",
+        bulk("ihuyi", ["13812348000"], numbers_per_request=1600),
+        "numbers_per_request must be between 1 and 1000",
+    ),
+    ("a path that is not .csv or .jsonl", bulk("juncdt", "/data/audience.txt"), "name it .csv"),
+    ("a compressed file", bulk("ihuyi", "s3://bucket/audience.csv.gz"), "compressed files are not read"),
+    ("dry_run typo", operator_settings(dry_run="ture"), "dry_run must be true or false, got 'ture'"),
+    (
+        "rate not a number",
+        operator_settings(requests_per_second="fast"),
+        "requests_per_second must be a number",
+    ),
+    ("concurrency not whole", operator_settings(concurrency="x1"), "concurrency must be a whole number"),
+    ("concurrency too high", operator_settings(concurrency=10_000), "concurrency must be between 1 and 512"),
     ("no SMIL", upload(zip_of({"1.gif": GIF})), "smil"),
     ("SMIL names a missing frame", upload(zip_of({"2.gif": GIF, "a.smil": SMIL})), "1.gif"),
     ("frames folder missing", lambda: build_package("/nonexistent/frames"), "frames"),
@@ -128,7 +168,11 @@ CONNECTION_CASES: list[tuple[str, dict[str, Any], str]] = [
     ("wrong connection type", {"conn_type": "juncdt"}, "expected 'ihuyi'"),
     ("missing password", {"password": None}, "no password"),
     ("missing account", {"login": None}, "no login"),
-    ("numbers_per_request not a number", {"extra": {"numbers_per_request": "many"}}, "must be a number"),
+    (
+        "numbers_per_request not a number",
+        {"extra": {"numbers_per_request": "many"}},
+        "must be a whole number",
+    ),
     ("numbers_per_request too large", {"extra": {"numbers_per_request": 5000}}, "between"),
     ("host without scheme is refused when odd", {"host": "ftp://10658.cc"}, "http"),
 ]

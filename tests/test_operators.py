@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_sms.sandbox.server import SandboxServer
-from tests.conftest import control, deliveries, run_dag
+from tests.conftest import control, deliveries, force, run_dag
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
@@ -100,6 +100,7 @@ def test_bad_input_fails_before_any_request(connections: SandboxServer) -> None:
         {"mobiles": []},
         {"mobiles": ["13800000001"], "mmsid": "abc"},
         {"mobiles": ["13800000001"], "send_time": "2001-01-01 00:00:00"},
+        {"mobiles": ["13800000001"], "dry_run": "ture"},  # a typo must not mean "send for real"
     ):
         result = run_dag("sms_test_mms", run_conf=conf)
         assert result.task("send") == "failed", conf
@@ -126,6 +127,16 @@ def test_dry_run_through_airflow(connections: SandboxServer) -> None:
     summary = result.xcom("send")
     assert summary["dry_run"] and summary["estimate"]["requests"] == 3
     assert control(connections, "GET", "/_sandbox/requests")["requests"] == []
+
+
+def test_an_undocumented_answer_to_the_balance_guard_fails_without_a_retry(
+    connections: SandboxServer,
+) -> None:
+    force(connections, "ihuyi", "GetNum", "9999", times=5)
+    result = run_dag("sms_test_mms_guarded", run_conf={"mobiles": ["13800000001"]})
+    assert result.task("send") == "failed"
+    methods = [r["method"] for r in control(connections, "GET", "/_sandbox/requests")["requests"]]
+    assert methods == ["GetNum"]  # one try: a retry would ask again, and SendMms never went out
 
 
 def test_balance_guard_sends_nothing_when_short(connections: SandboxServer) -> None:

@@ -133,4 +133,6 @@ def test_a_bad_tls_setting_is_refused_before_anything_is_sent(
     set_conn(monkeypatch, "juncdt_default", juncdt_conn(https.url, **extra))
     with pytest.raises(InvalidInputError, match=error):
         JuncdtHook().send_sms("13800138000", "TPL_CODE", {"code": "1"})
+    ok, message = JuncdtHook().test_connection()  # what the UI's Test button shows
+    assert not ok and error in message
     assert https.state.requests == []

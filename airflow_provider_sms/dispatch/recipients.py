@@ -60,10 +60,23 @@ class Refused:
     duplicate: bool = False
 
 
+FILE_SUFFIXES = (".csv", ".jsonl", ".ndjson", ".json")
+
+
 def looks_like_file(value: str) -> bool:
-    """A recipients string is a file when it is a URI or ends like a data file; else it is numbers."""
+    """A recipients string is a file when it is a URI, a path (numbers never hold a slash) or ends like
+    a data file; else it is numbers."""
     text = value.strip().lower()
-    return "://" in text or text.endswith((".csv", ".jsonl", ".ndjson", ".json"))
+    return "://" in text or "/" in text or "\\" in text or text.endswith(FILE_SUFFIXES)
+
+
+def check_file_name(name: str) -> None:
+    """Refuse, before anything is read or sent, a file whose format the name does not tell."""
+    if not name.strip().lower().endswith(FILE_SUFFIXES):
+        raise InvalidInputError(
+            f"recipients file {name!r}: name it .csv (a phone column) or .jsonl (one JSON object per "
+            "line); compressed files are not read"
+        )
 
 
 def phone_column(item: Mapping[str, Any]) -> str | None:
@@ -123,15 +136,14 @@ def _rows_from_jsonl(stream: IO[str]) -> Iterator[Row]:
 
 def rows_from_file(path: Openable, name: str) -> Iterator[Row]:
     """Stream rows from a CSV or JSON Lines file (format by extension; ``.json`` is read as JSON Lines)."""
+    check_file_name(name)
     lower = name.lower()
     with path.open("rb") as raw:
         stream = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
         if lower.endswith(".csv"):
             yield from _rows_from_csv(stream)
-        elif lower.endswith((".jsonl", ".ndjson", ".json")):
-            yield from _rows_from_jsonl(stream)
         else:
-            raise InvalidInputError(f"recipients file {name!r}: use .csv or .jsonl")
+            yield from _rows_from_jsonl(stream)
 
 
 def template_params(template_text: str | None) -> frozenset[str] | None:

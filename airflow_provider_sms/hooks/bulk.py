@@ -13,6 +13,7 @@ from airflow_provider_sms.dispatch.engine import Campaign, CampaignOptions, Log
 from airflow_provider_sms.dispatch.recipients import (
     Cleaner,
     Row,
+    check_file_name,
     looks_like_file,
     rows_from_file,
     rows_from_items,
@@ -46,6 +47,17 @@ class BulkSettings:
     report_unmasked: bool = False
     progress_interval: float = 10.0
 
+    def per_request(self, tuning: SendTuning, maximum: int) -> int:
+        """Numbers per request: this task's, checked against the gateway's limit, or the connection's."""
+        if self.numbers_per_request is None:
+            return tuning.numbers_per_request
+        if not 1 <= self.numbers_per_request <= maximum:
+            raise InvalidInputError(
+                f"numbers_per_request must be between 1 and {maximum} for this gateway, "
+                f"got {self.numbers_per_request}"
+            )
+        return self.numbers_per_request
+
 
 def _open_path(uri: str) -> Any:
     """A local path stays a ``Path``; a URI becomes Airflow's ``ObjectStoragePath`` (fsspec)."""
@@ -61,8 +73,9 @@ def resolve_rows(recipients: Recipients) -> Callable[[], Iterable[Row]]:
     if recipients is None or (isinstance(recipients, (list, tuple, str)) and not recipients):
         raise InvalidInputError("no recipients: the audience is empty")
     if isinstance(recipients, (str, Path)) and looks_like_file(str(recipients)):
-        path = _open_path(str(recipients))
-        name = str(recipients)
+        name = str(recipients).strip()
+        check_file_name(name)
+        path = _open_path(name)
         return lambda: rows_from_file(path, name)
     if hasattr(recipients, "open") and hasattr(recipients, "name"):
         return lambda: rows_from_file(recipients, str(recipients.name))

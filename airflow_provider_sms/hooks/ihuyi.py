@@ -168,7 +168,7 @@ class IhuyiHook(BaseHook):
             str(mmsid).strip(),
             pid=pid,
             send_time=when,
-            numbers_per_request=settings.numbers_per_request or self.tuning.numbers_per_request,
+            numbers_per_request=settings.per_request(self.tuning, MAX_NUMBERS_PER_REQUEST),
         )
 
         async def guard(needed: int) -> None:
@@ -182,6 +182,7 @@ class IhuyiHook(BaseHook):
         options = campaign_options(
             self.tuning, settings, guard if check_balance and not settings.dry_run else None
         )
+        self.client.max_connections = options.concurrency  # one connection per worker, not the extra's
         return run_bulk(
             sender,
             rows,
@@ -200,5 +201,6 @@ class IhuyiHook(BaseHook):
         except (GatewayError, InvalidInputError, ValueError) as exc:
             return False, str(exc)
         finally:
-            self.client.close()
+            if "client" in self.__dict__:  # built: a config error fails before it is
+                self.client.close()
         return True, f"Connection to ihuyi works: the account has {balance} message(s) left."

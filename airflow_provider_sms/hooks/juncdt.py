@@ -126,7 +126,7 @@ class JuncdtHook(BaseHook):
             self.client,
             template_code,
             sign_code=sign_code,
-            numbers_per_request=settings.numbers_per_request or self.tuning.numbers_per_request,
+            numbers_per_request=settings.per_request(self.tuning, juncdt.MAX_NUMBERS_PER_REQUEST),
         )
         shared = dict(params or {})
 
@@ -138,11 +138,13 @@ class JuncdtHook(BaseHook):
                 max_chars=juncdt.MAX_CONTENT_CHARS,
             )
 
+        options = campaign_options(self.tuning, settings)
+        self.client.max_connections = options.concurrency  # one connection per worker, not the extra's
         return run_bulk(
             sender,
             rows,
             cleaner,
-            campaign_options(self.tuning, settings),
+            options,
             settings,
             ledger=ledger,
             log=self.log,
@@ -160,7 +162,8 @@ class JuncdtHook(BaseHook):
         except (GatewayError, InvalidInputError) as exc:
             return False, str(exc)
         finally:
-            self.client.close()
+            if "client" in self.__dict__:  # built: a config error fails before it is
+                self.client.close()
         # Without a sign code in the connection, "signature missing" (30021) is as far as a probe gets.
         past_auth = _PAST_AUTH if self.client.default_sign_code else _PAST_AUTH | {"30021"}
         if reply.code in past_auth:

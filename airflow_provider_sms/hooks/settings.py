@@ -13,6 +13,12 @@ from airflow_provider_sms.gateways.transport import DEFAULT_TIMEOUT, HttpSetting
 if TYPE_CHECKING:
     from airflow.sdk import Connection
 
+# Bounds of the tuning knobs, for a connection's extras and a task's arguments alike.
+LIMITS: dict[str, tuple[float, float]] = {
+    "concurrency": (1, 512),
+    "requests_per_second": (0.1, 100_000),
+    "max_attempts": (1, 20),
+}
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -25,6 +31,35 @@ class SendTuning:
     concurrency: int = 16
     requests_per_second: float | None = None  # None = no limit beyond concurrency
     max_attempts: int = 4
+
+
+def parse_flag(value: object, what: str) -> bool:
+    """A yes/no setting (a bool, or a word as a template renders it). Anything else is an error, not
+    "no": a typo must not turn a check off, or a dry run into a real send."""
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower()
+    if word in _TRUE or word in _FALSE:
+        return word in _TRUE
+    raise InvalidInputError(f"{what} must be true or false, got {value!r}")
+
+
+def parse_number(value: object, what: str, *, low: float, high: float, integer: bool = False) -> float | None:
+    """An optional number setting (empty: None), as given or as a template renders it."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    kind = "a whole number" if integer else "a number"
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        number = float(value) if isinstance(value, (int, float)) else float(str(value).strip())
+        if integer and not number.is_integer():
+            raise ValueError
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"{what} must be {kind}, got {value!r}") from None
+    if not low <= number <= high:
+        raise InvalidInputError(f"{what} must be between {low:g} and {high:g}, got {number:g}")
+    return int(number) if integer else number
 
 
 class ConnectionFields:
@@ -56,20 +91,9 @@ class ConnectionFields:
     def number(
         self, key: str, default: float | None, *, low: float, high: float, integer: bool = False
     ) -> float | None:
-        value = self._raw(key)
-        if value is None:
-            return default
-        try:
-            number = int(value) if integer else float(value)
-        except (TypeError, ValueError):
-            raise InvalidInputError(
-                f"connection {self.conn.conn_id!r}: extra {key!r} must be a number, got {value!r}"
-            ) from None
-        if not low <= number <= high:
-            raise InvalidInputError(
-                f"connection {self.conn.conn_id!r}: extra {key!r} must be between {low:g} and {high:g}"
-            )
-        return number
+        what = f"connection {self.conn.conn_id!r}: extra {key!r}"
+        value = parse_number(self._raw(key), what, low=low, high=high, integer=integer)
+        return default if value is None else value
 
     def integer(self, key: str, default: int, *, low: int, high: int) -> int:
         value = self.number(key, default, low=low, high=high, integer=True)
@@ -82,12 +106,7 @@ class ConnectionFields:
             return default
         if isinstance(value, bool):
             return value
-        word = str(value).strip().lower()
-        if word in _TRUE or word in _FALSE:
-            return word in _TRUE
-        raise InvalidInputError(
-            f"connection {self.conn.conn_id!r}: extra {key!r} must be true or false, got {value!r}"
-        )
+        return parse_flag(value, f"connection {self.conn.conn_id!r}: extra {key!r}")
 
     def http_settings(self, default_host: str) -> HttpSettings:
         """How to reach the gateway: host, ``timeout``, and TLS (``verify_tls``, ``ca_bundle``)."""
@@ -123,14 +142,15 @@ class ConnectionFields:
         return value
 
     def tuning(self, default_per_request: int, max_per_request: int) -> SendTuning:
-        rps = self.number("requests_per_second", None, low=0.1, high=100_000)
+        low, high = LIMITS["requests_per_second"]
+        rps = self.number("requests_per_second", None, low=low, high=high)
         return SendTuning(
             numbers_per_request=self.integer(
                 "numbers_per_request", default_per_request, low=1, high=max_per_request
             ),
-            concurrency=self.integer("concurrency", 16, low=1, high=512),
+            concurrency=self.integer("concurrency", 16, low=1, high=int(LIMITS["concurrency"][1])),
             requests_per_second=rps,
-            max_attempts=self.integer("max_attempts", 4, low=1, high=20),
+            max_attempts=self.integer("max_attempts", 4, low=1, high=int(LIMITS["max_attempts"][1])),
         )
 
 

@@ -193,14 +193,20 @@ class BulkSendOperator(BaseOperator):
 
     # -- pieces ---------------------------------------------------------------------------------------
     def bulk_settings(self) -> BulkSettings:
+        """This task's settings, checked (they may come from templates): an error names the argument."""
         from airflow_provider_sms.hooks.bulk import BulkSettings
+        from airflow_provider_sms.hooks.settings import LIMITS, parse_flag, parse_number
+
+        def number(name: str, value: Any, integer: bool = True) -> Any:
+            low, high = LIMITS.get(name, (1, float("inf")))
+            return parse_number(value, name, low=low, high=high, integer=integer)
 
         return BulkSettings(
-            concurrency=int(self.concurrency) if self.concurrency else None,
-            requests_per_second=float(self.requests_per_second) if self.requests_per_second else None,
-            numbers_per_request=self.numbers_per_request,
-            max_attempts=self.max_attempts,
-            dry_run=str(self.is_dry_run).lower() in ("true", "1"),
+            concurrency=number("concurrency", self.concurrency),
+            requests_per_second=number("requests_per_second", self.requests_per_second, integer=False),
+            numbers_per_request=number("numbers_per_request", self.numbers_per_request),
+            max_attempts=number("max_attempts", self.max_attempts),
+            dry_run=parse_flag(self.is_dry_run, "dry_run"),
             resend_ambiguous=self.resend_ambiguous,
             report_uri=self.report_uri or None,
             report_format=self.report_format,
@@ -244,16 +250,20 @@ class BulkSendOperator(BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_provider_sms.gateways.errors import (
-            FatalGatewayError,
+            GatewayCodeError,
             InsufficientBalanceError,
             InvalidInputError,
+            TransientGatewayError,
             TransportError,
         )
 
         try:
             bulk = self.bulk_settings()
             summary = self.send(context, bulk, self.open_ledger(context, bulk.dry_run))
-        except (InvalidInputError, InsufficientBalanceError, FatalGatewayError, ValueError) as exc:
+        except TransientGatewayError:
+            raise  # e.g. the balance guard's query was throttled: Airflow's retries may help
+        except (InvalidInputError, InsufficientBalanceError, GatewayCodeError, ValueError) as exc:
+            # Bad input, a fatal or undocumented code (e.g. from the balance guard): retrying cannot help.
             raise AirflowFailException(str(exc)) from exc
         except TransportError as exc:
             if not exc.retryable:

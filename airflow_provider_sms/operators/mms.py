@@ -63,7 +63,10 @@ class MmsSendOperator(BulkSendOperator):
         from airflow_provider_sms.hooks.ihuyi import IhuyiHook
 
         hook = IhuyiHook(ihuyi_conn_id=self.ihuyi_conn_id)
-        pid = int(self.pid) if self.pid is not None and str(self.pid).strip() else None
+        from airflow_provider_sms.hooks.settings import parse_number
+
+        number = parse_number(self.pid, "pid", low=0, high=2**31, integer=True)
+        pid = None if number is None else int(number)
         return hook.send_bulk(
             self.audience(),
             str(self.mmsid),  # rendered by now (an XComArg resolves to the id)

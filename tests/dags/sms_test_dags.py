@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from airflow.sdk import DAG
@@ -38,7 +38,14 @@ with _dag("sms_test_mms") as mms_dag:
     )
 
 with _dag("sms_test_mms_guarded") as guarded_dag:
-    MmsSendOperator(task_id="send", mobiles="{{ dag_run.conf['mobiles'] }}", mmsid="1001", check_balance=True)
+    MmsSendOperator(
+        task_id="send",
+        mobiles="{{ dag_run.conf['mobiles'] }}",
+        mmsid="1001",
+        check_balance=True,
+        retries=1,  # a failure that retrying cannot fix must not use it
+        retry_delay=timedelta(seconds=0),
+    )
 
 with _dag("sms_test_sms") as sms_dag:
     SmsSendOperator(
