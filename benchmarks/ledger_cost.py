@@ -68,8 +68,8 @@ class Timed:
     def record(self, phones: Sequence[str], verdict: Verdict) -> None:
         self.ledger.record(phones, verdict)
 
-    async def done_count(self) -> int:
-        return await self.ledger.done_count()
+    async def done_count(self, phones: Sequence[str] | None = None) -> int:
+        return await self.ledger.done_count(phones)
 
     async def close(self) -> None:
         await self.ledger.close()

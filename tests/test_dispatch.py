@@ -149,6 +149,18 @@ async def test_rate_limit_is_never_exceeded(gw: SandboxServer) -> None:
     assert elapsed >= (150 - rate) / rate  # paced, not burst
 
 
+async def test_a_rate_below_one_per_second_spaces_every_request() -> None:
+    # 0.8/s: one request per 1.25 s, also right after an idle spell (the window was 1 s: 1.04 s apart).
+    from airflow_provider_sms.dispatch.ratelimit import RateLimiter
+
+    limiter = RateLimiter(0.8)
+    starts = []
+    for _ in range(2):
+        await limiter.acquire()
+        starts.append(time.monotonic())
+    assert starts[1] - starts[0] >= 1.25
+
+
 async def test_transient_codes_retried_then_succeed(gw: SandboxServer) -> None:
     force(gw, "juncdt", "sendMessage", "10001", times=2)
     summary = await run_sms(gw, ["13800000001"], params={"code": "1"}, concurrency=1)
@@ -256,6 +268,32 @@ async def test_a_read_failure_leaves_no_claimed_number_without_an_outcome(
     assert counts["rejected"] == 10 and counts["accepted"] == len(deliveries(gw, "ihuyi"))
     assert counts["not_sent"] == CHUNK - 10 - counts["accepted"] >= 90
     assert ledger_statuses(db) == {"accepted": counts["accepted"], "not_sent": counts["not_sent"]}
+
+
+async def test_the_balance_guard_counts_what_this_audience_still_needs(
+    gw: SandboxServer, tmp_path: Path
+) -> None:
+    # Two parts of one campaign (a mapped task, one dedupe key): the second part's guard must not
+    # subtract what the first part sent; a rerun of the first part needs nothing more.
+    db = tmp_path / "ledger.db"
+    asked: list[int] = []
+
+    async def guard(needed: int) -> None:
+        asked.append(needed)
+
+    async def part(audience: list[str], owner: str) -> Summary:
+        sender = MmsSender(ihuyi(gw), "1001", pid=1, send_time="", numbers_per_request=100)
+        opts = CampaignOptions(concurrency=4, retry=FAST_RETRY, preflight=guard)
+        ledger = SqlLedger(f"sqlite:///{db}", "promo", owner)
+        items = [*audience, audience[0], "bad"]  # a duplicate and an invalid number count for nothing
+        return await Campaign(
+            sender, lambda: rows_from_items(items), lambda: Cleaner(use_params=False), opts, ledger=ledger
+        ).run()
+
+    assert (await part(numbers(300), "part-0")).counts["accepted"] == 300
+    assert (await part(numbers(300, start=300), "part-1")).counts["accepted"] == 300
+    assert (await part(numbers(300), "part-0")).counts["skipped"] == 300
+    assert asked == [300, 300, 0]
 
 
 async def test_a_report_that_cannot_be_written_stops_the_campaign_and_says_so(gw: SandboxServer) -> None:

@@ -70,6 +70,10 @@ def test_mask_in_text_masks_numbers_and_leaves_ids(text: str, masked: str) -> No
 
 def test_mask_hides_the_middle() -> None:
     assert phones.mask("13812348000") == "138****8000"
+    assert phones.mask("+8613812348000") == "+86*******8000"
+    assert phones.mask("6512345") == "*****45"  # a short number: no more than its last two shown
+    assert phones.mask("1381234800") == "********00"
+    assert phones.mask("123") == "***"
 
 
 def test_send_time_forms() -> None:

@@ -330,13 +330,24 @@ class Campaign:
 
         return await asyncio.to_thread(count)
 
+    async def _still_to_send(self) -> int:
+        """Unique valid recipients of this audience that the ledger does not show as sent, or maybe sent
+        (for the balance guard). Counted chunk by chunk: other audiences sharing the campaign key (the
+        other parts of a mapped campaign) do not count."""
+        take = _chunks(self.cleaner().clean(self.rows()), CHUNK)
+        left = 0
+        while chunk := await asyncio.to_thread(take):
+            phones = [item.phone for item in chunk if isinstance(item, Recipient)]
+            if phones:
+                left += len(phones) - await self.ledger.done_count(phones)
+        return left
+
     async def run(self) -> Summary:
         try:
             if self.options.dry_run:
                 return await self._dry_run()
             if self.options.preflight is not None:
-                unique, _ = await self._count()
-                await self.options.preflight(max(0, unique - await self.ledger.done_count()))
+                await self.options.preflight(await self._still_to_send())
             await self.sender.warm_up()
             with young_gc_threshold():
                 await self._dispatch()

@@ -27,8 +27,9 @@ class Ledger(Protocol):
     def record(self, phones: Sequence[str], verdict: Verdict) -> None:
         """Note the final outcome of ``phones`` (may be buffered; flushed before the next mark/close)."""
 
-    async def done_count(self) -> int:
-        """How many numbers this campaign already sent, or may have sent (for the balance guard)."""
+    async def done_count(self, phones: Sequence[str] | None = None) -> int:
+        """How many numbers this campaign already sent, or may have sent; of ``phones`` only when given
+        (the balance guard of one part of a campaign shared by several task instances)."""
 
     async def close(self) -> None: ...
 
@@ -45,7 +46,7 @@ class NullLedger:
     def record(self, phones: Sequence[str], verdict: Verdict) -> None:
         return None
 
-    async def done_count(self) -> int:
+    async def done_count(self, phones: Sequence[str] | None = None) -> int:
         return 0
 
     async def close(self) -> None:

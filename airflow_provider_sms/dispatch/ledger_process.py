@@ -156,7 +156,7 @@ class _Child:
                     if kind == "claim":
                         result: Any = self.store.claim(payload)
                     elif kind == "count":
-                        result = self.store.done_count()
+                        result = self.store.done_count(payload)
                     else:  # close
                         error = self.store.error
                         result = (self.store.lost, _describe(error) if error else "")
@@ -390,9 +390,9 @@ class ProcessLedger(LedgerFrontEnd):
             return
         self._send("record", 0, (list(phones), values))
 
-    async def done_count(self) -> int:
-        """Numbers of this campaign accepted, or possibly delivered (sending/ambiguous)."""
-        return int(await self._ask("count", None))
+    async def done_count(self, phones: Sequence[str] | None = None) -> int:
+        """Numbers of this campaign (of ``phones`` when given) accepted, or possibly delivered."""
+        return int(await self._ask("count", None if phones is None else list(phones)))
 
     async def close(self) -> None:
         """Write everything sent, then end the child; idempotent."""

@@ -1,8 +1,9 @@
 """A rate limit in requests per second that no one-second window ever exceeds.
 
 Requests are paced evenly (1/rate apart, no bursts), and a sliding window of the last ``rate``
-start times guards the bound itself, with a 4% margin (40 ms) for the jitter between leaving the client and
-reaching the gateway (new connections, busy event loops): the achieved rate is about 96% of the limit.
+start times (one start per ``1/rate`` seconds below one per second) guards the bound itself, with a
+4% margin (40 ms) for the jitter between leaving the client and reaching the gateway (new
+connections, busy event loops): the achieved rate is about 96% of the limit.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ class RateLimiter:
         if per_second <= 0:
             raise ValueError("requests_per_second must be positive")
         self.interval = 1.0 / per_second
-        self.window = 1.0 + margin
+        # Below one request per second the window is the interval: one request per 1/rate seconds.
+        self.window = max(1.0, self.interval) + margin
         self._starts: deque[float] = deque(maxlen=max(1, math.floor(per_second)))
         self._next = 0.0
         self._lock = asyncio.Lock()

@@ -456,9 +456,11 @@ class LedgerStore:
         )
         return self._driver
 
-    def done_count(self) -> int:
-        """Numbers of this campaign accepted, or possibly delivered (sending/ambiguous)."""
-        return int(self._transaction(lambda conn: conn.execute(self._count).scalar_one()))
+    def done_count(self, phones: Sequence[str] | None = None) -> int:
+        """Numbers of this campaign (of ``phones`` when given) accepted, or possibly delivered
+        (sending/ambiguous)."""
+        query = self._count if phones is None else self._count.where(self._table.c.phone.in_(list(phones)))
+        return int(self._transaction(lambda conn: conn.execute(query).scalar_one()))
 
     def dispose(self) -> None:
         if self._driver is not None:
@@ -526,11 +528,11 @@ class SqlLedger(LedgerFrontEnd):
         self._check_open()
         self._db.buffer(dict.fromkeys(phones, outcome_values(verdict)))
 
-    async def done_count(self) -> int:
-        """Numbers of this campaign accepted, or possibly delivered (sending/ambiguous)."""
+    async def done_count(self, phones: Sequence[str] | None = None) -> int:
+        """Numbers of this campaign (of ``phones`` when given) accepted, or possibly delivered."""
         self._check_open()
         await self._db.commit()
-        return await self._db.call(self._store.done_count)
+        return await self._db.call(lambda: self._store.done_count(phones))
 
     async def close(self) -> None:
         """Write everything buffered, then release the connection and the thread; idempotent."""

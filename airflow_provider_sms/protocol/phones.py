@@ -21,10 +21,13 @@ class InvalidPhoneNumber(ValueError):
 
 
 def mask(number: object) -> str:
-    """Mask a number for logs: ``13812348000`` -> ``138****8000``; short junk keeps only its length."""
+    """Mask a number for logs: ``13812348000`` -> ``138****8000``. Shorter input (a landline, a typo)
+    shows only its last two characters, so that at least half of it is always hidden."""
     text = str(number)
-    if len(text) >= 7:
+    if len(text) >= 11:
         return f"{text[:3]}{'*' * (len(text) - 7)}{text[-4:]}"
+    if len(text) >= 4:
+        return f"{'*' * (len(text) - 2)}{text[-2:]}"
     return "*" * len(text)
 
 
