@@ -72,9 +72,13 @@ async def run_sms(
 ) -> Summary:
     sender = SmsSender(juncdt(server), template, sign_code=None, numbers_per_request=per_request)
     opts = CampaignOptions(**{"concurrency": 8, "retry": FAST_RETRY, **options})
-    cleaner = lambda: Cleaner(shared_params=params)  # noqa: E731
     return await Campaign(
-        sender, lambda: rows_from_items(items), cleaner, opts, report=report, ledger=ledger
+        sender,
+        lambda: rows_from_items(items),
+        lambda: Cleaner(shared_params=params),
+        opts,
+        report=report,
+        ledger=ledger,
     ).run()
 
 

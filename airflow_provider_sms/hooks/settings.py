@@ -104,8 +104,6 @@ class ConnectionFields:
         value = self._raw(key)
         if value is None:
             return default
-        if isinstance(value, bool):
-            return value
         return parse_flag(value, f"connection {self.conn.conn_id!r}: extra {key!r}")
 
     def http_settings(self, default_host: str) -> HttpSettings:

@@ -61,10 +61,9 @@ class MmsSendOperator(BulkSendOperator):
 
     def send(self, context: Context, bulk: BulkSettings, ledger: Ledger | None) -> Summary:
         from airflow_provider_sms.hooks.ihuyi import IhuyiHook
-
-        hook = IhuyiHook(ihuyi_conn_id=self.ihuyi_conn_id)
         from airflow_provider_sms.hooks.settings import parse_number
 
+        hook = IhuyiHook(ihuyi_conn_id=self.ihuyi_conn_id)
         number = parse_number(self.pid, "pid", low=0, high=2**31, integer=True)
         pid = None if number is None else int(number)
         return hook.send_bulk(
