@@ -2,7 +2,8 @@
 
 Starts the sandbox gateway in its own process with a fixed added latency, and measures in one run:
   (a) the project's bulk path (``Campaign`` + gateway client + the SQLite ledger in its child process,
-      as the operators run it),
+      as the operators run it), timed like (c) from when it is ready to send (its ledger open), and
+      also from the ledger's start (a child process, about 0.3 s once per task),
   (b) a sequential loop of blocking POSTs, like the vendors' sample code,
   (c) the fastest bare client loop: aiohttp, same concurrency, pre-built bodies, no parsing or logic;
 plus the ihuyi 100-numbers-per-request path, the rate limiter's accuracy, and peak memory while
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -118,6 +120,37 @@ def numbers(n: int, start: int = 0) -> list[str]:
     return [f"13{(start + i) % 10**9:09d}" for i in range(n)]
 
 
+def import_paths() -> None:
+    """Import what the project's path uses, as a task's process has before it sends: (c) imports
+    aiohttp before its clock starts too, and a module is imported once per process, not per campaign."""
+    import aiohttp  # noqa: F401
+    import httpx_aiohttp  # noqa: F401
+
+    import airflow_provider_sms.dispatch.engine
+    import airflow_provider_sms.dispatch.ledger_process
+    import airflow_provider_sms.dispatch.recipients
+    import airflow_provider_sms.dispatch.senders  # noqa: F401
+
+
+@dataclass
+class Timing:
+    """A campaign's clock: ``started`` when the ledger is opened (its child process starts), ``sending``
+    when the campaign starts (the ledger ready, the path ready to send, as (c) is when its clock starts)."""
+
+    started: float = 0.0
+    sending: float = 0.0
+    done: float = 0.0
+
+    def rates(self, n: int) -> dict[str, Any]:
+        return {
+            "recipients": n,
+            "seconds": round(self.done - self.sending, 3),
+            "per_second": round(n / (self.done - self.sending), 1),
+            "ledger_start_s": round(self.sending - self.started, 3),
+            "per_second_with_ledger_start": round(n / (self.done - self.started), 1),
+        }
+
+
 def run_campaign(
     sender: Any,
     items: list[Any] | Path,
@@ -126,10 +159,13 @@ def run_campaign(
     concurrency: int = CONCURRENCY,
     rps: float | None = None,
     params: dict[str, str] | None = None,
+    timing: Timing | None = None,
 ) -> Any:
     from airflow_provider_sms.dispatch.engine import Campaign, CampaignOptions
     from airflow_provider_sms.dispatch.recipients import Cleaner, rows_from_file, rows_from_items
 
+    clock = timing or Timing()
+    clock.started = time.perf_counter()
     led: Ledger | None
     if ledger is True:
         from airflow_provider_sms.dispatch.ledger_process import ProcessLedger
@@ -155,7 +191,10 @@ def run_campaign(
         options,
         ledger=led,
     )
-    return asyncio.run(campaign.run())
+    clock.sending = time.perf_counter()
+    summary = asyncio.run(campaign.run())
+    clock.done = time.perf_counter()
+    return summary
 
 
 def new_sqlite_url() -> str:
@@ -168,11 +207,10 @@ def bench_project_juncdt(url: str, n: int, ledger: bool | Ledger, start: int = 0
 
     sender = SmsSender(juncdt_client(url), "TPL_CODE", sign_code=None, numbers_per_request=1)
     audience = numbers(n, start)  # the input list is given, not part of the path measured
-    started = time.perf_counter()
-    summary = run_campaign(sender, audience, ledger=ledger, params={"code": "1234"})
-    elapsed = time.perf_counter() - started
+    timing = Timing()
+    summary = run_campaign(sender, audience, ledger=ledger, params={"code": "1234"}, timing=timing)
     assert summary.counts["accepted"] == n, summary.as_dict()
-    return {"recipients": n, "seconds": round(elapsed, 3), "per_second": round(n / elapsed, 1)}
+    return timing.rates(n)
 
 
 def bench_sequential(url: str, n: int) -> dict[str, Any]:
@@ -252,16 +290,10 @@ def bench_ihuyi(url: str, n: int, ledger: bool | Ledger) -> dict[str, Any]:
 
     sender = MmsSender(ihuyi_client(url), "1001", pid=1, send_time="", numbers_per_request=100)
     audience = numbers(n, 3 * 10**8)
-    started = time.perf_counter()
-    summary = run_campaign(sender, audience, ledger=ledger)
-    elapsed = time.perf_counter() - started
+    timing = Timing()
+    summary = run_campaign(sender, audience, ledger=ledger, timing=timing)
     assert summary.counts["accepted"] == n, summary.as_dict()
-    return {
-        "recipients": n,
-        "requests": summary.requests,
-        "seconds": round(elapsed, 3),
-        "per_second": round(n / elapsed, 1),
-    }
+    return {"requests": summary.requests, **timing.rates(n)}
 
 
 def bench_rate(url: str, rate: float, n: int) -> dict[str, Any]:
@@ -350,6 +382,7 @@ def main() -> None:
         "concurrency": CONCURRENCY,
         "latency_bound_per_s": CONCURRENCY / (LATENCY_MS / 1000),
     }
+    import_paths()
     sandbox = Sandbox(LATENCY_MS, record=False)
     try:
         n = int(12_000 * scale)
@@ -381,9 +414,11 @@ def main() -> None:
     finally:
         zero.close()
     a, b, c = (results[k]["per_second"] for k in ("a_project", "b_sequential", "c_bare_client"))
+    a_whole = results["a_project"]["per_second_with_ledger_start"]
     results["ratios"] = {
         "a_over_b": round(a / b, 1),
         "a_over_c": round(a / c, 3),
+        "a_with_ledger_start_over_c": round(a_whole / c, 3),
         "c_over_latency_bound": round(c / results["latency_bound_per_s"], 3),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -394,6 +429,7 @@ def main() -> None:
     )
     rows = [
         ("(a) project bulk path, juncdt 1/request (SQLite ledger)", results["a_project"]["per_second"]),
+        ("(a) the same campaign timed from the ledger's start", a_whole),
         ("(a') same, no ledger", results["a_project_no_ledger"]["per_second"]),
         ("(b) sequential blocking POSTs (vendor sample style)", b),
         ("(c) bare aiohttp loop, no logic (client ceiling)", c),
@@ -402,7 +438,11 @@ def main() -> None:
     ]
     for label, value in rows:
         print(f"  {label:<60} {value:>10,.0f} recipients/s")
-    print(f"  ratios: (a)/(b) = {results['ratios']['a_over_b']}, (a)/(c) = {results['ratios']['a_over_c']}")
+    ratios = results["ratios"]
+    print(
+        f"  ratios: (a)/(b) = {ratios['a_over_b']}, (a)/(c) = {ratios['a_over_c']}; from the ledger's start "
+        f"({results['a_project']['ledger_start_s']} s), (a)/(c) = {ratios['a_with_ledger_start_over_c']}"
+    )
     r = results["rate_limit"]
     print(
         f"  rate limit 200/s: achieved {r['achieved_rps']}/s ({r['achieved_ratio']:.1%}), "

@@ -435,3 +435,60 @@ async def test_progress_is_logged_at_a_steady_interval(
     assert lines[-1].startswith(f"Done: {len(audience)}/{len(audience)} rows done")
     assert "accepted=300" in lines[-1] and "duplicate=10" in lines[-1]
     assert summary.counts["accepted"] == 300
+
+
+class Watched:
+    """The real SQLite ledger and sender, counting numbers marked ``sending`` that have no outcome yet,
+    and requests in flight: what a crash would leave ambiguous, and what the pool must hold."""
+
+    def __init__(self, ledger: SqlLedger, sender: SmsSender) -> None:
+        self.ledger, self.sender = ledger, sender
+        self.marked: set[str] = set()
+        self.in_flight = self.most_marked = self.most_in_flight = 0
+
+    async def mark_sending(self, phones: list[str]) -> None:
+        await self.ledger.mark_sending(phones)
+        self.marked.update(phones)
+        self.most_marked = max(self.most_marked, len(self.marked))
+
+    def record(self, phones: list[str], verdict: Any) -> None:
+        self.marked.difference_update(phones)
+        self.ledger.record(phones, verdict)
+
+    async def send(self, batch: list[Recipient]) -> Any:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            return await self.sender.send(batch)
+        finally:
+            self.in_flight -= 1
+
+    def __getattr__(self, name: str) -> Any:  # the rest of the ledger and sender, unchanged
+        return getattr(self.ledger if hasattr(self.ledger, name) else self.sender, name)
+
+
+@pytest.mark.parametrize(("mark_ahead", "most_marked"), [(None, 8 + 2), (0, 8), (5, 8 + 5)])
+async def test_batches_marked_ahead_wait_for_a_slot(
+    gw: SandboxServer, tmp_path: Path, mark_ahead: int | None, most_marked: int
+) -> None:
+    """Batches are marked ``sending`` ahead of a free connection (the commit overlaps the requests in
+    flight), but never more than ``mark_ahead`` of them, and never more than ``concurrency`` requests."""
+    control(gw, "POST", "/_sandbox/faults", {"latency_ms": 20})
+    ledger = SqlLedger(f"sqlite:///{tmp_path / 'ledger.db'}", "ahead", "owner")
+    sender = SmsSender(juncdt(gw), "TPL_CODE", sign_code=None, numbers_per_request=1)
+    watched = Watched(ledger, sender)
+    opts = CampaignOptions(concurrency=8, retry=FAST_RETRY, mark_ahead=mark_ahead)
+    assert opts.ahead == most_marked - 8
+    audience = numbers(160)
+    campaign = Campaign(
+        watched,  # type: ignore[arg-type]
+        lambda: rows_from_items(audience),
+        lambda: Cleaner(shared_params={"code": "1"}),
+        opts,
+        ledger=watched,  # type: ignore[arg-type]
+    )
+    summary = await campaign.run()
+    assert summary.counts["accepted"] == 160 == len(deliveries(gw, "juncdt"))
+    assert watched.most_in_flight == 8
+    assert watched.most_marked == most_marked
+    assert not watched.marked

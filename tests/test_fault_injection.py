@@ -83,13 +83,14 @@ def test_kill_9_mid_campaign_then_retry_texts_nobody_twice(connections: SandboxS
     sent = [d["number"] for d in deliveries(connections, "ihuyi")]
     assert len(sent) == len(set(sent)), "a number was texted twice"
     missing = {f"135{i:08d}" for i in range(5000)} - set(sent)
-    # Only the requests in flight at the kill can be unknown: at most concurrency x batch = 4 x 10.
-    assert len(missing) <= 40
+    # Only the batches marked sending at the kill can be unknown: those in flight and those marked
+    # ahead of a free connection, at most (concurrency + concurrency // 4) x batch = (4 + 1) x 10.
+    assert len(missing) <= 50
     summary = json.loads(next(line for line in output.splitlines() if line.startswith("SUMMARY "))[8:])
     # The retry skipped what was accepted, reported the in-flight ones as ambiguous, sent the rest.
     assert summary["accepted"] + summary["skipped"] + summary["ambiguous"] == 5000
-    assert summary["ambiguous"] <= 40 and len(missing) <= summary["ambiguous"]
-    assert summary["skipped"] >= delivered_before - 40
+    assert summary["ambiguous"] <= 50 and len(missing) <= summary["ambiguous"]
+    assert summary["skipped"] >= delivered_before - 40  # delivered: in flight, not marked ahead
 
 
 def test_fault_mix_every_number_one_outcome(

@@ -1,9 +1,11 @@
 """The campaign engine: stream, clean, claim, batch, send concurrently under a rate limit, record.
 
 One producer reads and cleans the input in chunks (in a thread: files may be remote; the next chunk
-while the ledger claims this one) and queues batches; ``concurrency`` workers send them. A bounded
-queue and one chunk read ahead keep memory flat. A fatal answer stops new requests at once;
-in-flight ones finish; everything not yet sent ends as ``not_sent``.
+while the ledger claims this one) and queues batches; workers mark them ``sending`` and send them,
+``concurrency`` requests at a time (a few more batches are marked while they wait for a connection,
+so the ledger's commit does not idle one). A bounded queue and one chunk read ahead keep memory
+flat. A fatal answer stops new requests at once; in-flight ones finish; everything not yet sent ends
+as ``not_sent``.
 """
 
 from __future__ import annotations
@@ -60,10 +62,21 @@ class CampaignOptions:
     progress_interval: float = 10.0
     assumed_latency: float = 0.2
     preflight: Callable[[int], Awaitable[None]] | None = None
+    mark_ahead: int | None = None
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        if self.mark_ahead is not None and self.mark_ahead < 0:
+            raise ValueError("mark_ahead must be 0 or more")
+
+    @property
+    def ahead(self) -> int:
+        """Batches that may be marked ``sending`` while they wait for a connection slot (default: a
+        quarter of ``concurrency``): the ledger's commit round trip then overlaps requests in flight
+        instead of idling a connection, and a crash leaves at most ``concurrency + ahead`` batches
+        ambiguous."""
+        return self.concurrency // 4 if self.mark_ahead is None else self.mark_ahead
 
 
 def _chunks(rows: Iterator[Recipient | Refused], size: int) -> Callable[[], list[Recipient | Refused]]:
@@ -99,6 +112,7 @@ class Campaign:
         self.total: int | None = None
         limit = options.requests_per_second
         self.limiter: RateLimiter | Unlimited = RateLimiter(limit) if limit else Unlimited()
+        self.slots = asyncio.Semaphore(options.concurrency)  # requests in flight
 
     # ----- outcomes -------------------------------------------------------------------------------
     def _refused(self, item: Refused) -> None:
@@ -222,14 +236,17 @@ class Campaign:
                     return Verdict(Outcome.AMBIGUOUS, *last, attempts=attempts)
                 return Verdict(Outcome.NOT_SENT, "stopped", self.stopped, attempts=attempts)
             await self.ledger.mark_sending(phones)
-            # The rate slot is taken last, so the request leaves right at its slot.
-            await self.limiter.acquire()
-            if self.stopped:  # re-check: no await between this check and the request
-                return Verdict(Outcome.NOT_SENT, "stopped", self.stopped, attempts=attempts)
-            attempts += 1
-            self.summary.requests += 1
             try:
-                reply = await self.sender.send(batch)
+                # A connection slot: a batch marked ahead waits here, never in the pool's queue (whose
+                # wait would count against the request's timeout).
+                async with self.slots:
+                    # The rate slot is taken last, so the request leaves right at its slot.
+                    await self.limiter.acquire()
+                    if self.stopped:  # re-check: no await between this check and the request
+                        continue
+                    attempts += 1
+                    self.summary.requests += 1
+                    reply = await self.sender.send(batch)
             except InvalidInputError as exc:  # refused while building the request: nothing went out
                 self._stop(f"a request could not be built: {exc}")
                 return self._unsent(Outcome.FAILED, ("invalid_input", str(exc)), attempts, maybe_sent)
@@ -365,7 +382,8 @@ class Campaign:
     async def _dispatch(self) -> None:
         """The producer and the workers, until every row has its outcome (or an error stops them)."""
         queue: asyncio.Queue[list[Recipient] | None] = asyncio.Queue(maxsize=self.options.concurrency)
-        workers = [asyncio.create_task(self._work(queue)) for _ in range(self.options.concurrency)]
+        count = self.options.concurrency + self.options.ahead
+        workers = [asyncio.create_task(self._work(queue)) for _ in range(count)]
         progress = asyncio.create_task(self._progress())
         try:
             try:

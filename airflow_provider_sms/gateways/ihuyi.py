@@ -14,7 +14,7 @@ import httpx
 from airflow_provider_sms.gateways.base import GatewayClient
 from airflow_provider_sms.gateways.errors import InvalidInputError
 from airflow_provider_sms.gateways.models import GatewayReply
-from airflow_provider_sms.gateways.transport import IDENTITY
+from airflow_provider_sms.gateways.transport import IDENTITY, fixed_headers, post_request
 from airflow_provider_sms.protocol import codes
 from airflow_provider_sms.protocol.replies import MalformedReply, parse_xml_fields
 
@@ -91,6 +91,7 @@ class IhuyiClient(GatewayClient):
         self.default_pid = default_pid
         self.url = api_url(settings.base_url)
         self._urls: dict[str, httpx.URL] = {}
+        self._headers = fixed_headers(httpx.URL(self.url), FORM)
 
     def __repr__(self) -> str:
         return f"IhuyiClient(account={self.account!r}, url={self.url!r})"
@@ -101,7 +102,7 @@ class IhuyiClient(GatewayClient):
         url = self._urls.get(method)
         if url is None:  # parsed once per method: a bulk send builds thousands of requests
             url = self._urls[method] = httpx.URL(self.url, params={"method": method})
-        return httpx.Request("POST", url, content=body.encode(), headers=FORM)
+        return post_request(url, self._headers, body.encode())
 
     def build_send_mms(
         self, mobiles: Sequence[str], mmsid: str, pid: int | None = None, send_time: str = ""

@@ -10,7 +10,7 @@ import httpx
 from airflow_provider_sms.gateways.base import GatewayClient
 from airflow_provider_sms.gateways.errors import InvalidInputError
 from airflow_provider_sms.gateways.models import GatewayReply
-from airflow_provider_sms.gateways.transport import IDENTITY
+from airflow_provider_sms.gateways.transport import IDENTITY, fixed_headers, post_request
 from airflow_provider_sms.protocol import codes
 from airflow_provider_sms.protocol.replies import MalformedReply, parse_json_object
 
@@ -78,6 +78,7 @@ class JuncdtClient(GatewayClient):
         self.default_sign_code = default_sign_code
         self.url = api_url(settings.base_url)
         self._url = httpx.URL(self.url)  # parsed once: a bulk send builds thousands of requests
+        self._headers = fixed_headers(self._url, JSON_HEADERS)
         # The constant part of every body, encoded once: the bulk path builds many requests.
         self._auth = {
             "accessKey": access_key,
@@ -119,7 +120,7 @@ class JuncdtClient(GatewayClient):
 
     def _post(self, body: dict[str, object]) -> httpx.Request:
         content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-        return httpx.Request("POST", self._url, content=content, headers=JSON_HEADERS)
+        return post_request(self._url, self._headers, content)
 
     def probe(self) -> GatewayReply:
         """``sendMessage`` with no phone and no template: nothing can be sent, and the code says how far
