@@ -42,7 +42,7 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -53,6 +53,7 @@ from airflow_provider_sms.dispatch.outcomes import Outcome, Verdict
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    from sqlalchemy.dialects import postgresql
     from sqlalchemy.engine import Connection, Dialect, Engine
     from sqlalchemy.pool import PoolProxiedConnection
     from sqlalchemy.sql.elements import ClauseElement, ColumnElement
@@ -282,6 +283,10 @@ class LedgerStore:
         # server expands: no long IN lists, no SQLite parameter cap, and ~5x cheaper than per-row binds.
         phone: ColumnElement[Any]
         if self._postgres:
+            # Imported here: the dialect and its drivers' modules cost a SQLite ledger's child process
+            # 40 ms of its start.
+            from sqlalchemy.dialects import postgresql
+
             phone = func.unnest(bindparam("phones", type_=postgresql.ARRAY(String))).column_valued("phone")
             phones = t.c.phone == any_(bindparam("phones", type_=postgresql.ARRAY(String)))
             insert: postgresql.Insert | sqlite.Insert = postgresql.insert(t)
@@ -322,6 +327,8 @@ class LedgerStore:
         # one row per distinct outcome with its numbers as a JSON list (a 100-number MMS batch shares
         # one outcome: one row, not 100; an UPDATE ... FROM json_each may be planned as a scan).
         if self._postgres:
+            from sqlalchemy.dialects import postgresql
+
             arrays = [bindparam(f"r_{field}", type_=postgresql.ARRAY(Text)) for field in FIELDS]
             rows = func.unnest(*arrays).table_valued(*FIELDS).render_derived()
             given: dict[str, Any] = {field: rows.c[field] for field in FIELDS}
