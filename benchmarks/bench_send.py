@@ -5,11 +5,14 @@ Starts the sandbox gateway in its own process with a fixed added latency, and me
       as the operators run it), timed like (c) from when it is ready to send (its ledger open), and
       also from the ledger's start (a child process, about 0.3 s once per task),
   (b) a sequential loop of blocking POSTs, like the vendors' sample code,
-  (c) the fastest bare client loop: aiohttp, same concurrency, pre-built bodies, no parsing or logic;
+  (c) the fastest bare client loop: aiohttp, same concurrency, pre-built bodies, no parsing or logic,
+      on the event loop (a) runs on (uvloop where installed);
+(c), (a) and (a') (no ledger) run in turns, three times by default, and report their medians;
 plus the ihuyi 100-numbers-per-request path, the rate limiter's accuracy, and peak memory while
 streaming 1,000,000 recipients from a CSV file. Prints a table and writes benchmarks/results/latest.json.
 
     python benchmarks/bench_send.py            # full run (about two minutes)
+    python benchmarks/bench_send.py --rounds 5 # more turns of (c), (a) and (a')
     python benchmarks/bench_send.py --quick    # smaller counts, for a smoke check
 """
 
@@ -20,6 +23,7 @@ import asyncio
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -127,6 +131,7 @@ def import_paths() -> None:
     import httpx_aiohttp  # noqa: F401
 
     import airflow_provider_sms.dispatch.engine
+    import airflow_provider_sms.dispatch.event_loop
     import airflow_provider_sms.dispatch.ledger_process
     import airflow_provider_sms.dispatch.recipients
     import airflow_provider_sms.dispatch.senders  # noqa: F401
@@ -161,6 +166,7 @@ def run_campaign(
     params: dict[str, str] | None = None,
     timing: Timing | None = None,
 ) -> Any:
+    from airflow_provider_sms.dispatch import event_loop
     from airflow_provider_sms.dispatch.engine import Campaign, CampaignOptions
     from airflow_provider_sms.dispatch.recipients import Cleaner, rows_from_file, rows_from_items
 
@@ -192,7 +198,7 @@ def run_campaign(
         ledger=led,
     )
     clock.sending = time.perf_counter()
-    summary = asyncio.run(campaign.run())
+    summary = event_loop.run(campaign.run())  # as the hooks run it
     clock.done = time.perf_counter()
     return summary
 
@@ -244,6 +250,7 @@ def bench_bare(url: str, n: int) -> dict[str, Any]:
     """The ceiling of the client side: aiohttp, 64 tasks, pre-built bodies, status check only."""
     import aiohttp
 
+    from airflow_provider_sms.dispatch import event_loop
     from airflow_provider_sms.sandbox.accounts import (
         JUNCDT_ACCESS_KEY,
         JUNCDT_ACCESS_SECRET,
@@ -281,7 +288,7 @@ def bench_bare(url: str, n: int) -> dict[str, Any]:
             await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
             return time.perf_counter() - started
 
-    elapsed = asyncio.run(main())
+    elapsed = event_loop.run(main())  # the event loop (a) runs on: uvloop where installed
     return {"recipients": n, "seconds": round(elapsed, 3), "per_second": round(n / elapsed, 1)}
 
 
@@ -306,6 +313,11 @@ def bench_rate(url: str, rate: float, n: int) -> dict[str, Any]:
     return {"configured_rps": rate, "requests": n, "seconds": round(elapsed, 3)}
 
 
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median rate (the middle one of an odd number of runs)."""
+    return dict(sorted(runs, key=lambda r: float(r["per_second"]))[len(runs) // 2])
+
+
 def rate_windows(stamps: list[float]) -> tuple[int, float]:
     """Most requests in any one-second window, and the steady rate (first to last request)."""
     stamps.sort()
@@ -319,8 +331,9 @@ def rate_windows(stamps: list[float]) -> tuple[int, float]:
 
 
 MEMORY_CHILD = r"""
-import asyncio, json, resource, sys, time
+import json, resource, sys, time
 from pathlib import Path
+from airflow_provider_sms.dispatch import event_loop
 from airflow_provider_sms.dispatch.engine import Campaign, CampaignOptions
 from airflow_provider_sms.dispatch.recipients import Cleaner, rows_from_file
 from airflow_provider_sms.dispatch.senders import MmsSender
@@ -341,7 +354,7 @@ client = IhuyiClient(IHUYI_ACCOUNT, IHUYI_PASSWORD, HttpSettings(url), default_p
 sender = MmsSender(client, "1001", pid=1, send_time="", numbers_per_request=100)
 ledger = ProcessLedger(f"sqlite:///{ledger_path}", "memory-bench", "bench")
 started = time.perf_counter()
-summary = asyncio.run(Campaign(sender, lambda: rows_from_file(csv_path, csv_path.name),
+summary = event_loop.run(Campaign(sender, lambda: rows_from_file(csv_path, csv_path.name),
                                lambda: Cleaner(use_params=False), CampaignOptions(concurrency=64,
                                progress_interval=3600), ledger=ledger).run())
 elapsed = time.perf_counter() - started
@@ -374,6 +387,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="smaller counts (smoke check)")
+    parser.add_argument("--rounds", type=int, default=3, help="turns of (c), (a), (a'); medians reported")
     args = parser.parse_args()
     scale = 0.1 if args.quick else 1.0
     results: dict[str, Any] = {
@@ -386,9 +400,23 @@ def main() -> None:
     sandbox = Sandbox(LATENCY_MS, record=False)
     try:
         n = int(12_000 * scale)
-        results["c_bare_client"] = bench_bare(sandbox.url, n)
-        results["a_project"] = bench_project_juncdt(sandbox.url, n, ledger=True)
-        results["a_project_no_ledger"] = bench_project_juncdt(sandbox.url, n, ledger=False)
+        # (c), (a) and (a') run in turns and each reports its median: this machine's speed swings by
+        # several percent from one run to the next, which a single run of each would put in the ratio.
+        runs: dict[str, list[dict[str, Any]]] = {
+            "c_bare_client": [],
+            "a_project": [],
+            "a_project_no_ledger": [],
+        }
+        for turn in range(args.rounds):
+            runs["c_bare_client"].append(bench_bare(sandbox.url, n))
+            runs["a_project"].append(bench_project_juncdt(sandbox.url, n, ledger=True, start=2 * turn * n))
+            runs["a_project_no_ledger"].append(
+                bench_project_juncdt(sandbox.url, n, ledger=False, start=(2 * turn + 1) * n)
+            )
+        for key, measured in runs.items():
+            results[key] = {**median_run(measured), "runs": [m["per_second"] for m in measured]}
+        whole = [m["per_second_with_ledger_start"] for m in runs["a_project"]]
+        results["a_project"]["per_second_with_ledger_start"] = statistics.median(whole)
         results["b_sequential"] = bench_sequential(sandbox.url, int(400 * scale) or 40)
         results["ihuyi_100_per_request"] = bench_ihuyi(sandbox.url, int(600_000 * scale), ledger=True)
         results["ihuyi_no_ledger"] = bench_ihuyi(sandbox.url, int(600_000 * scale), ledger=False)
@@ -438,6 +466,8 @@ def main() -> None:
     ]
     for label, value in rows:
         print(f"  {label:<60} {value:>10,.0f} recipients/s")
+    turns = {k: results[k]["runs"] for k in ("c_bare_client", "a_project", "a_project_no_ledger")}
+    print(f"  (medians of {args.rounds} turns: " + "; ".join(f"{k} {v}" for k, v in turns.items()) + ")")
     ratios = results["ratios"]
     print(
         f"  ratios: (a)/(b) = {ratios['a_over_b']}, (a)/(c) = {ratios['a_over_c']}; from the ledger's start "

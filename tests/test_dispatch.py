@@ -492,3 +492,13 @@ async def test_batches_marked_ahead_wait_for_a_slot(
     assert watched.most_in_flight == 8
     assert watched.most_marked == most_marked
     assert not watched.marked
+
+
+def test_campaigns_run_on_uvloop_where_installed() -> None:
+    """The hooks run a campaign with ``event_loop.run``: on uvloop, which Airflow installs on Linux."""
+    from airflow_provider_sms.dispatch import event_loop
+
+    async def loop_module() -> str:
+        return type(asyncio.get_running_loop()).__module__
+
+    assert event_loop.run(loop_module()).startswith("uvloop")

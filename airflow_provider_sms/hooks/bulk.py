@@ -3,12 +3,12 @@ reports to any storage Airflow's fsspec reaches, the ledger chosen by connection
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_sms.dispatch import event_loop
 from airflow_provider_sms.dispatch.engine import Campaign, CampaignOptions, Log
 from airflow_provider_sms.dispatch.recipients import (
     Cleaner,
@@ -132,7 +132,7 @@ def run_bulk(
         else open_report(bulk.report_uri, bulk.report_format, bulk.report_unmasked)
     )
     try:
-        summary = asyncio.run(
+        summary = event_loop.run(
             Campaign(
                 sender, rows, cleaner, options, ledger=ledger, report=report, log=log, campaign=campaign
             ).run()
