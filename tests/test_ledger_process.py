@@ -65,6 +65,17 @@ async def test_the_database_url_goes_to_the_child_over_a_pipe_not_its_command_li
     assert ledger._proc.returncode == 0  # close ends the child
 
 
+async def test_the_child_does_not_preempt_the_sending_loop(url: str) -> None:
+    """SCHED_BATCH: a message the child wakes up for waits for the writer's time slice to end."""
+    ledger = ProcessLedger(url, "c", OWNER)
+    try:
+        assert await ledger.claim(people(2)) == {}  # the child set its policy before it answered
+        assert os.sched_getscheduler(ledger._proc.pid) == os.SCHED_BATCH
+        assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the task's own process is left alone
+    finally:
+        await ledger.close()
+
+
 async def test_a_child_that_dies_fails_its_waiters_and_every_call_after(url: str) -> None:
     ledger = ProcessLedger(url, "c", OWNER)
     await ledger.claim(people(3))

@@ -16,6 +16,7 @@ group when it stops a task): it ends when this side closes the pipe, after the l
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import pickle
 import select
@@ -93,6 +94,7 @@ def serve() -> None:
     """The child's main: read messages from stdin, answer on the original stdout (now private)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _no_wakeup_preemption()
     out = os.dup(1)
     os.dup2(2, 1)  # a stray print must not corrupt the replies
     _Child(0, out).run()
@@ -101,6 +103,18 @@ def serve() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+def _no_wakeup_preemption() -> None:
+    """Run the child as SCHED_BATCH (Linux): the same share of the CPU, but a message it wakes up for
+    does not preempt the sending event loop that wrote it (a pipe write asks the kernel to run the
+    reader on the writer's core). The sending process then used 12 to 35 µs less CPU per request
+    (README, Performance)."""
+    batch = getattr(os, "SCHED_BATCH", None)
+    if batch is None:  # pragma: no cover - not Linux
+        return
+    with contextlib.suppress(OSError):  # a sandbox that forbids it: the default policy works too
+        os.sched_setscheduler(0, batch, os.sched_param(0))
 
 
 class _Child:
