@@ -7,12 +7,12 @@ Starts the sandbox gateway in its own process with a fixed added latency, and me
   (b) a sequential loop of blocking POSTs, like the vendors' sample code,
   (c) the fastest bare client loop: aiohttp, same concurrency, pre-built bodies, no parsing or logic,
       on the event loop (a) runs on (uvloop where installed);
-(c), (a) and (a') (no ledger) run in turns, three times by default, and report their medians;
+(c), (a) and (a') (no ledger) run in turns, five times by default, and report their medians;
 plus the ihuyi 100-numbers-per-request path, the rate limiter's accuracy, and peak memory while
 streaming 1,000,000 recipients from a CSV file. Prints a table and writes benchmarks/results/latest.json.
 
-    python benchmarks/bench_send.py            # full run (about two minutes)
-    python benchmarks/bench_send.py --rounds 5 # more turns of (c), (a) and (a')
+    python benchmarks/bench_send.py            # full run (about two and a half minutes)
+    python benchmarks/bench_send.py --rounds 9 # more turns of (c), (a) and (a')
     python benchmarks/bench_send.py --quick    # smaller counts, for a smoke check
 """
 
@@ -387,7 +387,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="smaller counts (smoke check)")
-    parser.add_argument("--rounds", type=int, default=3, help="turns of (c), (a), (a'); medians reported")
+    parser.add_argument("--rounds", type=int, default=5, help="turns of (c), (a), (a'); medians reported")
     args = parser.parse_args()
     scale = 0.1 if args.quick else 1.0
     results: dict[str, Any] = {
