@@ -76,6 +76,24 @@ async def test_the_child_does_not_preempt_the_sending_loop(url: str) -> None:
         await ledger.close()
 
 
+async def test_messages_larger_than_one_read_arrive_whole(url: str) -> None:
+    """A claim of 20,000 numbers, and the answer holding 20,000 verdicts, each take several reads."""
+    from airflow_provider_sms.dispatch.ledger_process import READ_SIZE
+
+    audience = people(20_000)
+    assert len(",".join(phones(audience))) > 3 * READ_SIZE
+    first, second = ProcessLedger(url, "c", OWNER), ProcessLedger(url, "c", "another task")
+    try:
+        assert await first.claim(audience) == {}
+        held = await second.claim(audience)
+        assert set(held) == set(phones(audience))
+        assert {verdict.outcome for verdict in held.values()} == {Outcome.SKIPPED}
+    finally:
+        await first.close()
+        await second.close()
+    assert set(statuses(url, "c").values()) == {"claimed"}
+
+
 async def test_a_child_that_dies_fails_its_waiters_and_every_call_after(url: str) -> None:
     ledger = ProcessLedger(url, "c", OWNER)
     await ledger.claim(people(3))

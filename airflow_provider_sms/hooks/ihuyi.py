@@ -182,7 +182,7 @@ class IhuyiHook(BaseHook):
         options = campaign_options(
             self.tuning, settings, guard if check_balance and not settings.dry_run else None
         )
-        self.client.max_connections = options.concurrency  # one connection per worker, not the extra's
+        self.client.max_connections = options.concurrency  # one per request in flight, not the extra's
         return run_bulk(
             sender,
             rows,

@@ -139,7 +139,7 @@ class JuncdtHook(BaseHook):
             )
 
         options = campaign_options(self.tuning, settings)
-        self.client.max_connections = options.concurrency  # one connection per worker, not the extra's
+        self.client.max_connections = options.concurrency  # one per request in flight, not the extra's
         return run_bulk(
             sender,
             rows,
