@@ -243,7 +243,7 @@ class Campaign:
                     # The rate slot is taken last, so the request leaves right at its slot.
                     await self.limiter.acquire()
                     if self.stopped:  # re-check: no await between this check and the request
-                        continue
+                        continue  # the loop's first check returns the stopped verdict
                     attempts += 1
                     self.summary.requests += 1
                     reply = await self.sender.send(batch)

@@ -326,9 +326,7 @@ class LedgerStore:
         # even before the table has statistics). SQLite runs in-process, no round trips: executemany,
         # one row per distinct outcome with its numbers as a JSON list (a 100-number MMS batch shares
         # one outcome: one row, not 100; an UPDATE ... FROM json_each may be planned as a scan).
-        if self._postgres:
-            from sqlalchemy.dialects import postgresql
-
+        if self._postgres:  # postgresql was imported above, on the same condition
             arrays = [bindparam(f"r_{field}", type_=postgresql.ARRAY(Text)) for field in FIELDS]
             rows = func.unnest(*arrays).table_valued(*FIELDS).render_derived()
             given: dict[str, Any] = {field: rows.c[field] for field in FIELDS}

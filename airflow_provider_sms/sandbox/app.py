@@ -76,7 +76,7 @@ def create_app(state: SandboxState | None = None) -> Starlette:
         ihuyi.PATH: IhuyiEndpoint(state, runtime),
         juncdt.PATH: JuncdtEndpoint(state, runtime),
     }
-    routes = [*(Route(path, endpoint, methods=["POST"]) for path, endpoint in gateway.items())]
+    routes = [Route(path, endpoint, methods=["POST"]) for path, endpoint in gateway.items()]
     app = Starlette(routes=[*routes, *control_routes(state)], lifespan=lifespan)
     app.state.sandbox = state
     app.state.runtime = runtime
