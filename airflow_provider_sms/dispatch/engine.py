@@ -2,10 +2,10 @@
 
 One producer reads and cleans the input in chunks (in a thread: files may be remote; the next chunk
 while the ledger claims this one) and queues batches; workers mark them ``sending`` and send them,
-``concurrency`` requests at a time (a few more batches are marked while they wait for a connection,
-so the ledger's commit does not idle one). A bounded queue and one chunk read ahead keep memory
-flat. A fatal answer stops new requests at once; in-flight ones finish; everything not yet sent ends
-as ``not_sent``.
+``concurrency`` requests at a time (with ``mark_ahead``, a few more batches are marked while they
+wait for a connection, so the ledger's commit does not idle one). A bounded queue and one chunk read
+ahead keep memory flat. A fatal answer stops new requests at once; in-flight ones finish; everything
+not yet sent ends as ``not_sent``.
 """
 
 from __future__ import annotations
@@ -52,7 +52,13 @@ class Log(Protocol):
 @dataclass(frozen=True)
 class CampaignOptions:
     """How to send. ``preflight`` gets the number of recipients left to send before any request
-    (the balance guard raises there); ``dry_run`` validates and estimates, sending nothing."""
+    (the balance guard raises there); ``dry_run`` validates and estimates, sending nothing.
+
+    ``mark_ahead``: batches that may be marked ``sending`` while they wait for a connection slot. The
+    default, 0, keeps what a crash can leave ambiguous to ``concurrency`` batches. More lets the
+    ledger's commit round trip overlap the requests in flight instead of idling a connection (about
+    8% more throughput with a quarter of ``concurrency``; README, Performance), and a crash may then
+    leave ``concurrency + mark_ahead`` batches ambiguous."""
 
     concurrency: int = 16
     requests_per_second: float | None = None
@@ -62,21 +68,13 @@ class CampaignOptions:
     progress_interval: float = 10.0
     assumed_latency: float = 0.2
     preflight: Callable[[int], Awaitable[None]] | None = None
-    mark_ahead: int | None = None
+    mark_ahead: int = 0
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
             raise ValueError("concurrency must be at least 1")
-        if self.mark_ahead is not None and self.mark_ahead < 0:
+        if self.mark_ahead < 0:
             raise ValueError("mark_ahead must be 0 or more")
-
-    @property
-    def ahead(self) -> int:
-        """Batches that may be marked ``sending`` while they wait for a connection slot (default: a
-        quarter of ``concurrency``): the ledger's commit round trip then overlaps requests in flight
-        instead of idling a connection, and a crash leaves at most ``concurrency + ahead`` batches
-        ambiguous."""
-        return self.concurrency // 4 if self.mark_ahead is None else self.mark_ahead
 
 
 def _chunks(rows: Iterator[Recipient | Refused], size: int) -> Callable[[], list[Recipient | Refused]]:
@@ -382,7 +380,7 @@ class Campaign:
     async def _dispatch(self) -> None:
         """The producer and the workers, until every row has its outcome (or an error stops them)."""
         queue: asyncio.Queue[list[Recipient] | None] = asyncio.Queue(maxsize=self.options.concurrency)
-        count = self.options.concurrency + self.options.ahead
+        count = self.options.concurrency + self.options.mark_ahead
         workers = [asyncio.create_task(self._work(queue)) for _ in range(count)]
         progress = asyncio.create_task(self._progress())
         try:

@@ -46,6 +46,7 @@ class BulkSettings:
     report_format: str | None = None
     report_unmasked: bool = False
     progress_interval: float = 10.0
+    mark_ahead: int = 0  # batches marked ``sending`` ahead of a free connection (CampaignOptions)
 
     def per_request(self, tuning: SendTuning, maximum: int) -> int:
         """Numbers per request: this task's, checked against the gateway's limit, or the connection's."""
@@ -111,6 +112,7 @@ def campaign_options(tuning: SendTuning, bulk: BulkSettings, preflight: Any = No
         dry_run=bulk.dry_run,
         progress_interval=bulk.progress_interval,
         preflight=preflight,
+        mark_ahead=bulk.mark_ahead,
     )
 
 

@@ -18,6 +18,7 @@ LIMITS: dict[str, tuple[float, float]] = {
     "concurrency": (1, 512),
     "requests_per_second": (0.1, 100_000),
     "max_attempts": (1, 20),
+    "mark_ahead": (0, 512),
 }
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}

@@ -22,7 +22,14 @@ if TYPE_CHECKING:
     from airflow_provider_sms.dispatch.outcomes import Summary
     from airflow_provider_sms.hooks.bulk import BulkSettings
 
-BULK_TEMPLATE_FIELDS = ("dedupe_key", "report_uri", "is_dry_run", "requests_per_second", "concurrency")
+BULK_TEMPLATE_FIELDS = (
+    "dedupe_key",
+    "report_uri",
+    "is_dry_run",
+    "requests_per_second",
+    "concurrency",
+    "mark_ahead",
+)
 
 
 class RenderedAudience:
@@ -105,6 +112,10 @@ class BulkSendOperator(BaseOperator):
     :param ledger_conn_id: an Airflow connection to a shared SQL database for the ledger (needed when
         workers run on several machines).
     :param resend_ambiguous: resend recipients whose earlier request may have been delivered.
+    :param mark_ahead: batches marked ``sending`` in the ledger ahead of a free connection, so the mark's
+        commit overlaps the requests in flight. Default 0: a crash leaves at most ``concurrency`` batches
+        ambiguous. ``concurrency // 4`` gave about 8% more throughput in the benchmark (README,
+        Performance), and a crash may then leave ``concurrency + mark_ahead`` batches ambiguous.
     """
 
     template_fields: Sequence[str] = BULK_TEMPLATE_FIELDS
@@ -130,6 +141,7 @@ class BulkSendOperator(BaseOperator):
         ledger_conn_id: str | None = None,
         resend_ambiguous: bool = False,
         progress_interval: float = 10.0,
+        mark_ahead: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -148,6 +160,7 @@ class BulkSendOperator(BaseOperator):
         self.ledger_conn_id = ledger_conn_id
         self.resend_ambiguous = resend_ambiguous
         self.progress_interval = progress_interval
+        self.mark_ahead = mark_ahead
 
     # -- rendering ------------------------------------------------------------------------------------
     def _do_render_template_fields(
@@ -212,6 +225,7 @@ class BulkSendOperator(BaseOperator):
             report_format=self.report_format,
             report_unmasked=self.report_unmasked,
             progress_interval=self.progress_interval,
+            mark_ahead=number("mark_ahead", self.mark_ahead) or 0,
         )
 
     @staticmethod
