@@ -6,10 +6,12 @@ Starts the sandbox gateway in its own process with a fixed added latency, and me
       open), and also from the ledger's start (a child process, about 0.3 s once per task); and the
       same with ``mark_ahead=16`` (a quarter of the concurrency: faster, a looser crash bound),
   (b) a sequential loop of blocking POSTs, like the vendors' sample code,
-  (c) the fastest bare client loop: aiohttp, same concurrency, pre-built bodies, no parsing or logic,
-      on the event loop (a) runs on (uvloop where installed);
+  (c) the fastest bare client loop: two loops with the same concurrency, pre-built requests, no
+      parsing or logic, on the event loop (a) runs on (uvloop where installed): aiohttp's own
+      ``session.post``, and the httpx transport on aiohttp that (a) uses; each turn's (c) is the
+      faster of the two (on some hosts the leaner loop is the slower one, README, Performance);
 (c), (a), (a) with mark-ahead and (a') (no ledger) run in turns, five times by default, and report
-their medians;
+their medians, with the CPU each used per request (the sending process, and the ledger's child);
 plus the ihuyi 100-numbers-per-request path, the rate limiter's accuracy, and peak memory while
 streaming 1,000,000 recipients from a CSV file. Prints a table and writes benchmarks/results/latest.json.
 
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -256,32 +259,32 @@ def bench_sequential(url: str, n: int) -> dict[str, Any]:
     return {"recipients": n, "seconds": round(elapsed, 3), "per_second": round(n / elapsed, 1)}
 
 
-def bench_bare(url: str, n: int) -> dict[str, Any]:
-    """The ceiling of the client side: aiohttp, 64 tasks, pre-built bodies, status check only."""
-    import aiohttp
-
-    from airflow_provider_sms.dispatch import event_loop
+def juncdt_bodies(n: int, start: int) -> list[bytes]:
+    """Ready-made juncdt sendMessage bodies for the bare loops, one number each."""
     from airflow_provider_sms.sandbox.accounts import (
         JUNCDT_ACCESS_KEY,
         JUNCDT_ACCESS_SECRET,
         JUNCDT_PACKAGE_CODE,
     )
 
+    fixed = {
+        "accessKey": JUNCDT_ACCESS_KEY,
+        "accessSecret": JUNCDT_ACCESS_SECRET,
+        "classificationSecret": JUNCDT_PACKAGE_CODE,
+        "signCode": "SIGN01",
+        "templateCode": "TPL_CODE",
+    }
+    return [json.dumps({**fixed, "phone": p, "params": {"code": "1234"}}).encode() for p in numbers(n, start)]
+
+
+def bench_bare(url: str, n: int) -> dict[str, Any]:
+    """The ceiling of the client side: aiohttp, 64 tasks, pre-built bodies, status check only."""
+    import aiohttp
+
+    from airflow_provider_sms.dispatch import event_loop
+
     endpoint = url + "/smartmarket/msgService/sendMessage"
-    bodies = [
-        json.dumps(
-            {
-                "accessKey": JUNCDT_ACCESS_KEY,
-                "accessSecret": JUNCDT_ACCESS_SECRET,
-                "classificationSecret": JUNCDT_PACKAGE_CODE,
-                "signCode": "SIGN01",
-                "templateCode": "TPL_CODE",
-                "phone": p,
-                "params": {"code": "1234"},
-            }
-        ).encode()
-        for p in numbers(n, 2 * 10**8)
-    ]
+    bodies = juncdt_bodies(n, 2 * 10**8)
     headers = {"Content-Type": "application/json"}
 
     async def main() -> float:
@@ -299,6 +302,42 @@ def bench_bare(url: str, n: int) -> dict[str, Any]:
             return time.perf_counter() - started
 
     elapsed = event_loop.run(main())  # the event loop (a) runs on: uvloop where installed
+    return {"recipients": n, "seconds": round(elapsed, 3), "per_second": round(n / elapsed, 1)}
+
+
+def bench_bare_transport(url: str, n: int) -> dict[str, Any]:
+    """The other bare loop: the httpx transport on aiohttp that (a) uses (httpx-aiohttp), requests built
+    before the clock starts, the reply read and its status checked, nothing else."""
+    from httpx_aiohttp import AiohttpTransport
+
+    from airflow_provider_sms.dispatch import event_loop
+
+    endpoint = httpx.URL(url + "/smartmarket/msgService/sendMessage")
+    requests = [
+        httpx.Request("POST", endpoint, content=body, headers={"Content-Type": "application/json"})
+        for body in juncdt_bodies(n, 5 * 10**8)
+    ]
+    limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
+
+    async def main() -> float:
+        transport = AiohttpTransport(limits=limits, trust_env=False)
+        transport.client = transport.get_client()
+        it = iter(requests)
+
+        async def worker() -> None:
+            for request in it:
+                response = await transport.handle_async_request(request)
+                await response.aread()
+                await response.aclose()
+                assert response.status_code == 200
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+        elapsed = time.perf_counter() - started
+        await transport.aclose()
+        return elapsed
+
+    elapsed = event_loop.run(main())
     return {"recipients": n, "seconds": round(elapsed, 3), "per_second": round(n / elapsed, 1)}
 
 
@@ -321,6 +360,53 @@ def bench_rate(url: str, rate: float, n: int) -> dict[str, Any]:
     run_campaign(sender, numbers(n, 4 * 10**8), ledger=True, rps=rate, params={"code": "1"})
     elapsed = time.perf_counter() - started
     return {"configured_rps": rate, "requests": n, "seconds": round(elapsed, 3)}
+
+
+def cpu_seconds() -> tuple[float, float]:
+    """CPU time of this process, and of its children reaped so far (a ledger's child is reaped when
+    its campaign closes the ledger; the sandbox only at the end)."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
+
+
+def with_cpu(bench: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """``bench(*args, **kwargs)``'s result, with the CPU it used per recipient: in the sending process,
+    and in the ledger's child process. Seen with the rate, it tells a slower host from a slower path."""
+    own, children = cpu_seconds()
+    result = dict(bench(*args, **kwargs))
+    own_after, children_after = cpu_seconds()
+    n = result["recipients"]
+    result["loop"] = bench.__name__
+    result["cpu_us_per_recipient"] = round((own_after - own) / n * 1e6, 1)
+    result["ledger_child_cpu_us_per_recipient"] = round((children_after - children) / n * 1e6, 1)
+    return result
+
+
+def machine() -> dict[str, Any]:
+    """What host ran the benchmark, and how fast one core ran a fixed pure-Python loop there (the
+    median of 5): the rates scale with it, and it differs between hosts of the same kind."""
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    times = []
+    for _ in range(5):
+        started = time.perf_counter()
+        total = 0
+        for i in range(1_000_000):
+            total += i % 7
+        times.append(time.perf_counter() - started)
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "python": sys.version.split()[0],
+        "python_loop_ms": round(statistics.median(times) * 1000, 1),
+    }
 
 
 def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -401,7 +487,7 @@ def main() -> None:
     args = parser.parse_args()
     scale = 0.1 if args.quick else 1.0
     results: dict[str, Any] = {
-        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "machine": machine(),
         "latency_ms": LATENCY_MS,
         "concurrency": CONCURRENCY,
         "latency_bound_per_s": CONCURRENCY / (LATENCY_MS / 1000),
@@ -413,6 +499,8 @@ def main() -> None:
         # (c), (a) and (a') run in turns and each reports its median: this machine's speed swings by
         # several percent from one run to the next, which a single run of each would put in the ratio.
         runs: dict[str, list[dict[str, Any]]] = {
+            "c_bare_aiohttp": [],
+            "c_bare_transport": [],
             "c_bare_client": [],
             "a_project": [],
             "a_project_mark_ahead": [],
@@ -420,16 +508,23 @@ def main() -> None:
         }
         for turn in range(args.rounds):
             first = 3 * turn * n  # new numbers for every campaign
-            runs["c_bare_client"].append(bench_bare(sandbox.url, n))
-            runs["a_project"].append(bench_project_juncdt(sandbox.url, n, ledger=True, start=first))
+            runs["c_bare_aiohttp"].append(with_cpu(bench_bare, sandbox.url, n))
+            runs["c_bare_transport"].append(with_cpu(bench_bare_transport, sandbox.url, n))
+            runs["c_bare_client"].append(
+                max(runs["c_bare_aiohttp"][-1], runs["c_bare_transport"][-1], key=lambda r: r["per_second"])
+            )
+            runs["a_project"].append(with_cpu(bench_project_juncdt, sandbox.url, n, ledger=True, start=first))
             runs["a_project_mark_ahead"].append(
-                bench_project_juncdt(sandbox.url, n, ledger=True, start=first + n, mark_ahead=MARK_AHEAD)
+                with_cpu(
+                    bench_project_juncdt, sandbox.url, n, ledger=True, start=first + n, mark_ahead=MARK_AHEAD
+                )
             )
             runs["a_project_no_ledger"].append(
-                bench_project_juncdt(sandbox.url, n, ledger=False, start=first + 2 * n)
+                with_cpu(bench_project_juncdt, sandbox.url, n, ledger=False, start=first + 2 * n)
             )
         for key, measured in runs.items():
             results[key] = {**median_run(measured), "runs": [m["per_second"] for m in measured]}
+        results["c_bare_client"]["loops"] = [m["loop"] for m in runs["c_bare_client"]]
         # Over all turns, like the rates: not the values of the turn whose rate was the median.
         for key in ("per_second_with_ledger_start", "ledger_start_s"):
             results["a_project"][key] = statistics.median(m[key] for m in runs["a_project"])
@@ -473,18 +568,40 @@ def main() -> None:
         f"latency {LATENCY_MS} ms, concurrency {CONCURRENCY}, latency bound "
         f"{results['latency_bound_per_s']:.0f} req/s"
     )
+
+    def cpu(key: str) -> str:
+        """CPU per recipient in the median turn: the sending process (+ the ledger's child)."""
+        run = results[key]
+        child = run.get("ledger_child_cpu_us_per_recipient", 0.0)
+        return f"{run['cpu_us_per_recipient']:>5.0f}" + (f" + {child:.0f}" if child else "")
+
     rows = [
-        ("(a) project bulk path, juncdt 1/request (SQLite ledger)", results["a_project"]["per_second"]),
-        ("(a) the same campaign timed from the ledger's start", a_whole),
-        (f"(a) with mark_ahead={MARK_AHEAD} (opt-in)", a_ahead),
-        ("(a') same, no ledger", results["a_project_no_ledger"]["per_second"]),
-        ("(b) sequential blocking POSTs (vendor sample style)", b),
-        ("(c) bare aiohttp loop, no logic (client ceiling)", c),
-        ("ihuyi MMS 100/request (SQLite ledger)", results["ihuyi_100_per_request"]["per_second"]),
-        ("ihuyi MMS 100/request, no ledger", results["ihuyi_no_ledger"]["per_second"]),
+        (
+            "(a) project bulk path, juncdt 1/request (SQLite ledger)",
+            results["a_project"]["per_second"],
+            cpu("a_project"),
+        ),
+        ("(a) the same campaign timed from the ledger's start", a_whole, ""),
+        (f"(a) with mark_ahead={MARK_AHEAD} (opt-in)", a_ahead, cpu("a_project_mark_ahead")),
+        ("(a') same, no ledger", results["a_project_no_ledger"]["per_second"], cpu("a_project_no_ledger")),
+        ("(b) sequential blocking POSTs (vendor sample style)", b, ""),
+        ("(c) bare client loop, no logic (ceiling): the faster of", c, ""),
+        ("    - aiohttp's session.post", results["c_bare_aiohttp"]["per_second"], cpu("c_bare_aiohttp")),
+        (
+            "    - the httpx transport on aiohttp",
+            results["c_bare_transport"]["per_second"],
+            cpu("c_bare_transport"),
+        ),
+        ("ihuyi MMS 100/request (SQLite ledger)", results["ihuyi_100_per_request"]["per_second"], ""),
+        ("ihuyi MMS 100/request, no ledger", results["ihuyi_no_ledger"]["per_second"], ""),
     ]
-    for label, value in rows:
-        print(f"  {label:<60} {value:>10,.0f} recipients/s")
+    speed = results["machine"]
+    print(
+        f"  host: {speed['cpu_model'] or 'unknown CPU'}, a fixed Python loop in {speed['python_loop_ms']} ms"
+    )
+    print(f"  {'':<60} {'recipients/s':>12}   CPU µs/recipient (+ ledger child)")
+    for label, value, used in rows:
+        print(f"  {label:<60} {value:>12,.0f}   {used}")
     turns = {k: results[k]["runs"] for k in runs}
     print(f"  (medians of {args.rounds} turns: " + "; ".join(f"{k} {v}" for k, v in turns.items()) + ")")
     ratios = results["ratios"]
