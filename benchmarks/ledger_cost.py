@@ -6,7 +6,8 @@ because this machine's runs vary, with these ledgers:
   round trip  no database work, but each request waits one 0.5 ms commit round trip before it
               starts, as a durable "sending" mark must: the cost of the design itself;
   thread      SqlLedger: SQLite on a thread of the sending process;
-  process     ProcessLedger (what the operators use): SQLite in a child process.
+  process     ProcessLedger (what the operators use): SQLite in a child process;
+both with their send journal, as the operators open them (so 16 batches are marked ahead).
 The juncdt campaign (1 number per request) runs with each; the ihuyi one (100 per request) with the
 thread and the process. Besides recipients/s it reports CPU per request: the sending process, the
 ledger's child process, and the sandbox (the two cores are shared by all three), and how long
@@ -26,7 +27,7 @@ import statistics
 import time
 from typing import TYPE_CHECKING, Any
 
-from bench_send import CONCURRENCY, LATENCY_MS, Sandbox, bench_ihuyi, bench_project_juncdt, new_sqlite_url
+from bench_send import CONCURRENCY, LATENCY_MS, Sandbox, bench_ihuyi, bench_project_juncdt, new_ledger_paths
 
 from airflow_provider_sms.dispatch.ledger import NullLedger
 from airflow_provider_sms.dispatch.ledger_process import ProcessLedger
@@ -57,8 +58,18 @@ class Timed:
         self.ledger = ledger
         self.waits = waits
 
+    @property
+    def journaled(self) -> bool:
+        return self.ledger.journaled
+
     async def claim(self, recipients: Sequence[Recipient]) -> dict[str, Verdict]:
         return await self.ledger.claim(recipients)
+
+    def started(self, phones: Sequence[str]) -> None:
+        self.ledger.started(phones)
+
+    def undelivered(self, phones: Sequence[str]) -> None:
+        self.ledger.undelivered(phones)
 
     async def mark_sending(self, phones: Sequence[str]) -> None:
         started = time.perf_counter()
@@ -73,6 +84,12 @@ class Timed:
 
     async def close(self) -> None:
         await self.ledger.close()
+
+
+def journaled(kind: type[SqlLedger] | type[ProcessLedger]) -> SqlLedger | ProcessLedger:
+    """A new SQLite ledger of ``kind`` with its send journal, as the operators open it."""
+    url, journal = new_ledger_paths()
+    return kind(url, "cost", "bench", journal_dir=journal)
 
 
 def cpu_seconds(who: int) -> float:
@@ -118,8 +135,8 @@ def main() -> None:
             juncdt: dict[str, Callable[[], bool | Ledger]] = {
                 "none": lambda: False,
                 "round trip": RoundTripLedger,
-                "thread": lambda: Timed(SqlLedger(new_sqlite_url(), "cost", "bench"), waits["thread"]),
-                "process": lambda: Timed(ProcessLedger(new_sqlite_url(), "cost", "bench"), waits["process"]),
+                "thread": lambda: Timed(journaled(SqlLedger), waits["thread"]),
+                "process": lambda: Timed(journaled(ProcessLedger), waits["process"]),
             }
             for way, (name, ledger) in enumerate(juncdt.items()):
                 start = 5 * 10**8 + (4 * i + way) * n
@@ -131,7 +148,7 @@ def main() -> None:
             for name, kind in (("thread", SqlLedger), ("process", ProcessLedger)):
 
                 def run_ihuyi(new: type[SqlLedger] | type[ProcessLedger] = kind) -> dict[str, Any]:
-                    return bench_ihuyi(sandbox.url, IHUYI_NUMBERS, new(new_sqlite_url(), "cost", "bench"))
+                    return bench_ihuyi(sandbox.url, IHUYI_NUMBERS, journaled(new))
 
                 runs.setdefault(f"ihuyi {name}", []).append(
                     measured(run_ihuyi, IHUYI_NUMBERS // 100, sandbox)

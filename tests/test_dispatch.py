@@ -19,6 +19,7 @@ import pytest
 
 from airflow_provider_sms.dispatch.engine import CHUNK, Campaign, CampaignOptions, ReportError
 from airflow_provider_sms.dispatch.gc_threshold import YOUNG_THRESHOLD
+from airflow_provider_sms.dispatch.journal import boot_id
 from airflow_provider_sms.dispatch.outcomes import Summary
 from airflow_provider_sms.dispatch.recipients import (
     Cleaner,
@@ -467,15 +468,30 @@ class Watched:
         return getattr(self.ledger if hasattr(self.ledger, name) else self.sender, name)
 
 
-@pytest.mark.parametrize(("mark_ahead", "most_marked"), [(None, 8), (0, 8), (2, 8 + 2), (5, 8 + 5)])
+@pytest.mark.parametrize(
+    ("mark_ahead", "journal", "most_marked"),
+    [
+        (None, False, 8),
+        (0, False, 8),
+        (2, False, 8 + 2),
+        (5, False, 8 + 5),
+        (None, True, 8 + 2),
+        (0, True, 8),
+    ],
+)
 async def test_batches_marked_ahead_wait_for_a_slot(
-    gw: SandboxServer, tmp_path: Path, mark_ahead: int | None, most_marked: int
+    gw: SandboxServer, tmp_path: Path, mark_ahead: int | None, journal: bool, most_marked: int
 ) -> None:
-    """By default no more batches are marked ``sending`` than requests may be in flight (what a crash
-    can leave ambiguous); with ``mark_ahead``, that many more are marked ahead of a free connection (the
-    commit overlaps the requests in flight), and still never more than ``concurrency`` requests."""
+    """Without a send journal, no more batches are marked ``sending`` by default than requests may be in
+    flight (what a crash can leave ambiguous); with one, a quarter of ``concurrency`` more by default
+    (the journal tells a retry they never started); with ``mark_ahead``, that many more. They are
+    marked ahead of a free connection (the commit overlaps the requests in flight), and still never
+    more than ``concurrency`` requests are in flight."""
+    if journal and boot_id() is None:
+        pytest.skip("no boot id here: no journal is kept")
     control(gw, "POST", "/_sandbox/faults", {"latency_ms": 20})
-    ledger = SqlLedger(f"sqlite:///{tmp_path / 'ledger.db'}", "ahead", "owner")
+    folder = str(tmp_path / "journal") if journal else None
+    ledger = SqlLedger(f"sqlite:///{tmp_path / 'ledger.db'}", "ahead", "owner", journal_dir=folder)
     sender = SmsSender(juncdt(gw), "TPL_CODE", sign_code=None, numbers_per_request=1)
     watched = Watched(ledger, sender)
     ahead = {} if mark_ahead is None else {"mark_ahead": mark_ahead}

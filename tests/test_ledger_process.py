@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_sms.dispatch.engine import Campaign, CampaignOptions
+from airflow_provider_sms.dispatch.ledger import LedgerError
 from airflow_provider_sms.dispatch.ledger_process import LedgerProcessUnavailable, ProcessLedger
 from airflow_provider_sms.dispatch.outcomes import Outcome, Verdict
 from airflow_provider_sms.dispatch.recipients import Cleaner, rows_from_items
-from airflow_provider_sms.dispatch.sql_ledger import LedgerError
 from tests.test_sql_ledger import (
     ACCEPTED,
     AUDIENCE,

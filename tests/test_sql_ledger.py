@@ -25,10 +25,18 @@ from sqlalchemy import create_engine, event, make_url, text
 from sqlalchemy.pool import NullPool
 
 from airflow_provider_sms.dispatch.engine import Campaign, CampaignOptions
+from airflow_provider_sms.dispatch.journal import SendJournal, boot_id, journal_paths
+from airflow_provider_sms.dispatch.ledger import LedgerError
 from airflow_provider_sms.dispatch.ledger_process import ProcessLedger
 from airflow_provider_sms.dispatch.outcomes import Outcome, Verdict
 from airflow_provider_sms.dispatch.recipients import Cleaner, Recipient, rows_from_items
-from airflow_provider_sms.dispatch.sql_ledger import AMBIGUOUS_MESSAGE, LedgerError, SqlLedger
+from airflow_provider_sms.dispatch.sql_ledger import (
+    AMBIGUOUS_MESSAGE,
+    NEVER_SENT_MESSAGE,
+    LedgerStore,
+    SqlLedger,
+    outcome_values,
+)
 from airflow_provider_sms.gateways.models import GatewayReply
 from airflow_provider_sms.protocol.codes import CodeClass
 
@@ -237,6 +245,100 @@ async def test_crash_after_sending_is_ambiguous_not_resent(
         assert {v.message for v in (await other.claim(audience)).values()} == {f"held by {OWNER}"}
     finally:
         await other.close()
+
+
+# ----- the send journal ---------------------------------------------------------------------------
+needs_boot_id = pytest.mark.skipif(boot_id() is None, reason="no boot id here: no journal is kept")
+FAILED = Verdict(Outcome.FAILED, "5xx", "HTTP 503", "", 4)
+
+
+def dead_try(url: str, campaign: str, folder: str, boot: str) -> list[str]:
+    """What a try killed mid-campaign leaves (its six numbers returned): in the database, what its
+    ledger had committed; in its send journal, how far each number got, and two outcomes the database
+    never received. Written with the store and the journal directly, as the dead try's processes did."""
+    a, b, c, d, e, _ = numbers = phones(people(6))  # the sixth: claimed, never marked
+    store = LedgerStore(url, campaign, OWNER, token="deadbeef")
+    store.create_table()
+    store.claim(numbers)
+    store.write(dict.fromkeys([a, b, c, d, e], store.mark_values))
+    log = SendJournal(folder, campaign, OWNER, "deadbeef", boot)
+    log.marked([a, b, c, d, e])
+    log.started([a])  # in flight when it died
+    log.started([b])
+    log.undelivered([b])  # answered "not delivered", waiting to be tried again
+    log.started([c])
+    log.ended([c], outcome_values(ACCEPTED))  # answered; the outcome did not reach the database
+    log.started([e])
+    log.ended([e], outcome_values(FAILED))
+    log.close(remove=False)  # d: marked ahead of a free connection, never started
+    store.dispose()
+    return numbers
+
+
+@needs_boot_id
+async def test_a_retry_settles_what_the_dead_try_s_send_journal_says(
+    ledger_type: LedgerType, db_url: str, campaign: str, tmp_path: Path
+) -> None:
+    folder = str(tmp_path / "journal")
+    a, b, c, d, e, f = dead_try(db_url, campaign, folder, str(boot_id()))
+    try2 = ledger_type(db_url, campaign, OWNER, journal_dir=folder)
+    try:
+        assert try2.recovered == {"outcomes": 2, "never_sent": 2, "maybe_delivered": 1, "untrusted": 0}
+        rows = table_rows(db_url, campaign)
+        assert {p: row["status"] for p, row in rows.items()} == {
+            a: "sending", b: "not_sent", c: "accepted", d: "not_sent", e: "failed", f: "claimed"
+        }  # fmt: skip
+        assert rows[c]["gateway_id"] == "G-1"
+        assert rows[d]["message"] == NEVER_SENT_MESSAGE
+        verdicts = await try2.claim(people(6))
+        ambiguous = Verdict(Outcome.AMBIGUOUS, "ledger", AMBIGUOUS_MESSAGE)
+        skipped = Verdict(Outcome.SKIPPED, "ledger", f"already accepted in campaign {campaign}")
+        assert verdicts == {a: ambiguous, c: skipped}  # b, d, e and f are sent by this try
+        assert try2.journaled
+        assert len(journal_paths(folder, campaign, OWNER)) == 1  # the dead try's is gone, this try's open
+    finally:
+        await try2.close()
+    assert journal_paths(folder, campaign, OWNER) == []  # a clean end removes it
+
+
+@needs_boot_id
+async def test_a_journal_written_before_the_machine_restarted_settles_nothing(
+    ledger_type: LedgerType, db_url: str, campaign: str, tmp_path: Path
+) -> None:
+    """Its last lines may have been lost with the page cache: every number it marked stays ambiguous."""
+    folder = str(tmp_path / "journal")
+    a, b, c, d, e, _ = dead_try(db_url, campaign, folder, "another-boot")
+    try2 = ledger_type(db_url, campaign, OWNER, journal_dir=folder)
+    try:
+        assert try2.recovered == {"outcomes": 0, "never_sent": 0, "maybe_delivered": 0, "untrusted": 1}
+        verdicts = await try2.claim(people(6))
+        assert set(verdicts) == {a, b, c, d, e}
+        assert {v.outcome for v in verdicts.values()} == {Outcome.AMBIGUOUS}
+    finally:
+        await try2.close()
+    assert journal_paths(folder, campaign, OWNER) == []
+
+
+async def test_without_a_journal_folder_a_ledger_keeps_none(
+    ledger_type: LedgerType, db_url: str, campaign: str, tmp_path: Path
+) -> None:
+    ledger = ledger_type(db_url, campaign, OWNER)
+    try:
+        assert not ledger.journaled and ledger.recovered == {}
+        await ledger.claim(people(1))
+        await ledger.mark_sending(phones(people(1)))
+        ledger.started(phones(people(1)))  # nothing to write to
+        assert table_rows(db_url, campaign)[phones(people(1))[0]]["code"] == ""
+    finally:
+        await ledger.close()
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    ledger = ledger_type(db_url, campaign, OWNER, journal_dir=str(blocked))
+    try:  # a folder that cannot be made: the ledger works without a journal, and says why
+        assert not ledger.journaled
+        assert "could not be created" in ledger.journal_problem or boot_id() is None
+    finally:
+        await ledger.close()
 
 
 # ----- marks, records, group commit ---------------------------------------------------------------
@@ -516,13 +618,16 @@ class FakeSender:
 AUDIENCE = [f"138{i:08d}" for i in range(3000)]
 
 
-async def send_campaign(url: str, campaign: str, log: str, kind: str, die_on: int | None = None) -> Any:
+async def send_campaign(
+    url: str, campaign: str, log: str, kind: str, die_on: int | None = None, journal: str = ""
+) -> Any:
+    """Concurrency 8; with a send journal (``journal``, a folder), 8 more batches marked ahead."""
     campaign_run = Campaign(
         FakeSender(log, die_on),  # type: ignore[arg-type]
         lambda: rows_from_items(AUDIENCE),
         lambda: Cleaner(use_params=False),
-        CampaignOptions(concurrency=8),
-        ledger=KINDS[kind](url, campaign, OWNER),
+        CampaignOptions(concurrency=8, mark_ahead=8 if journal else None),
+        ledger=KINDS[kind](url, campaign, OWNER, journal_dir=journal or None),
     )
     return await campaign_run.run()
 
@@ -531,17 +636,24 @@ KILLED_CHILD = """
 import asyncio, sys
 sys.path.insert(0, sys.argv[4])
 from tests.test_sql_ledger import send_campaign
-asyncio.run(send_campaign(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[5], die_on=12))
+asyncio.run(send_campaign(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[5], die_on=12, journal=sys.argv[6]))
 """
 
 
+@pytest.mark.parametrize("journal", [False, True], ids=["no journal", "send journal"])
 @pytest.mark.parametrize("kind", list(KINDS))
 async def test_engine_retry_after_the_worker_was_killed_texts_nobody_twice(
-    kind: str, db_url: str, campaign: str, tmp_path: Path
+    kind: str, journal: bool, db_url: str, campaign: str, tmp_path: Path
 ) -> None:
+    """Without a journal, every batch marked may be unknown after the crash (8 workers, none marked
+    ahead by default); with one, 8 batches are marked ahead of a free connection and still only the
+    requests in flight (8 at most) are unknown: the others are resent or settled from the journal."""
+    if journal and boot_id() is None:
+        pytest.skip("no boot id here: no journal is kept")
     log = str(tmp_path / "delivered.txt")
+    folder = str(tmp_path / "journal") if journal else ""
     killed = subprocess.run(
-        [sys.executable, "-c", KILLED_CHILD, db_url, campaign, log, str(ROOT), kind],
+        [sys.executable, "-c", KILLED_CHILD, db_url, campaign, log, str(ROOT), kind, folder],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert killed.returncode == 9, killed.stderr
@@ -549,8 +661,10 @@ async def test_engine_retry_after_the_worker_was_killed_texts_nobody_twice(
     left = statuses(db_url, campaign)
     assert "sending" in left.values()  # requests were in flight when it died
     assert "claimed" in left.values()  # and numbers were claimed, not yet sent
+    if journal:
+        assert list(left.values()).count("sending") > 8 * 50  # more marked than in flight...
 
-    summary = await send_campaign(db_url, campaign, log, kind)  # the retry: same task instance
+    summary = await send_campaign(db_url, campaign, log, kind, journal=folder)  # the same task instance
     delivered = Path(log).read_text().split()
     assert len(delivered) == len(set(delivered))  # nobody texted twice...
     counts = summary.counts
@@ -559,6 +673,7 @@ async def test_engine_retry_after_the_worker_was_killed_texts_nobody_twice(
     maybe = {p for p, s in statuses(db_url, campaign).items() if s in ("sending", "ambiguous")}
     assert set(delivered) | maybe == set(AUDIENCE)  # a number not texted is reported as maybe texted
     assert counts["ambiguous"] == len(maybe) >= 50  # at least the request that was cut off
+    assert counts["ambiguous"] <= 8 * 50  # ...but only the requests in flight are unknown
 
 
 # ----- small things -------------------------------------------------------------------------------

@@ -2,10 +2,10 @@
 
 One producer reads and cleans the input in chunks (in a thread: files may be remote; the next chunk
 while the ledger claims this one) and queues batches; workers mark them ``sending`` and send them,
-``concurrency`` requests at a time (with ``mark_ahead``, a few more batches are marked while they
-wait for a connection, so the ledger's commit does not idle one). A bounded queue and one chunk read
-ahead keep memory flat. A fatal answer stops new requests at once; in-flight ones finish; everything
-not yet sent ends as ``not_sent``.
+``concurrency`` requests at a time (``mark_ahead`` more batches are marked while they wait for a
+connection, so the ledger's commit does not idle one; with a send journal, a crash still leaves only
+the requests in flight unknown). A bounded queue and one chunk read ahead keep memory flat. A fatal
+answer stops new requests at once; in-flight ones finish; everything not yet sent ends as ``not_sent``.
 """
 
 from __future__ import annotations
@@ -54,11 +54,12 @@ class CampaignOptions:
     """How to send. ``preflight`` gets the number of recipients left to send before any request
     (the balance guard raises there); ``dry_run`` validates and estimates, sending nothing.
 
-    ``mark_ahead``: batches that may be marked ``sending`` while they wait for a connection slot. The
-    default, 0, keeps what a crash can leave ambiguous to ``concurrency`` batches. More lets the
-    ledger's commit round trip overlap the requests in flight instead of idling a connection (9 to 12%
-    more throughput with a quarter of ``concurrency`` in the benchmark; README, Performance), and a
-    crash may then leave ``concurrency + mark_ahead`` batches ambiguous."""
+    ``mark_ahead``: batches that may be marked ``sending`` while they wait for a connection slot, so the
+    ledger's commit round trip overlaps the requests in flight instead of idling a connection (9 to 12%
+    more throughput with a quarter of ``concurrency`` in the benchmark; README, Performance). Default
+    (None): a quarter of ``concurrency`` when the ledger keeps a send journal, which tells the next try
+    which marked batches never started, so a crash of the task still leaves at most ``concurrency``
+    batches ambiguous; 0 without one, where every marked batch would be."""
 
     concurrency: int = 16
     requests_per_second: float | None = None
@@ -68,13 +69,19 @@ class CampaignOptions:
     progress_interval: float = 10.0
     assumed_latency: float = 0.2
     preflight: Callable[[int], Awaitable[None]] | None = None
-    mark_ahead: int = 0
+    mark_ahead: int | None = None
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
             raise ValueError("concurrency must be at least 1")
-        if self.mark_ahead < 0:
+        if self.mark_ahead is not None and self.mark_ahead < 0:
             raise ValueError("mark_ahead must be 0 or more")
+
+    def ahead(self, journaled: bool) -> int:
+        """Batches marked ahead of a free connection, with a ledger that keeps a journal or not."""
+        if self.mark_ahead is not None:
+            return self.mark_ahead
+        return self.concurrency // 4 if journaled else 0
 
 
 def _chunks(rows: Iterator[Recipient | Refused], size: int) -> Callable[[], list[Recipient | Refused]]:
@@ -244,6 +251,7 @@ class Campaign:
                         continue  # the loop's first check returns the stopped verdict
                     attempts += 1
                     self.summary.requests += 1
+                    self.ledger.started(phones)  # in the send journal before the request may leave
                     reply = await self.sender.send(batch)
             except InvalidInputError as exc:  # refused while building the request: nothing went out
                 self._stop(f"a request could not be built: {exc}")
@@ -271,6 +279,8 @@ class Campaign:
             delay = policy.delay(attempts)
             if attempts >= policy.max_attempts or time.monotonic() - started + delay > policy.max_elapsed:
                 return self._unsent(Outcome.FAILED, last, attempts, maybe_sent)
+            if not maybe_sent:  # a crash while it waits to be tried again leaves it unsent, not unknown
+                self.ledger.undelivered(phones)
             await asyncio.sleep(delay)
 
     @staticmethod
@@ -380,7 +390,7 @@ class Campaign:
     async def _dispatch(self) -> None:
         """The producer and the workers, until every row has its outcome (or an error stops them)."""
         queue: asyncio.Queue[list[Recipient] | None] = asyncio.Queue(maxsize=self.options.concurrency)
-        count = self.options.concurrency + self.options.mark_ahead
+        count = self.options.concurrency + self.options.ahead(self.ledger.journaled)
         workers = [asyncio.create_task(self._work(queue)) for _ in range(count)]
         progress = asyncio.create_task(self._progress())
         try:

@@ -28,14 +28,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_sms.dispatch.sql_ledger import (
-    _MARK,
-    LedgerError,
-    LedgerFrontEnd,
-    LedgerStore,
-    _Values,
-    outcome_values,
-)
+from airflow_provider_sms.dispatch.journal import JournalError
+from airflow_provider_sms.dispatch.ledger import LedgerError
+from airflow_provider_sms.dispatch.sql_ledger import LedgerFrontEnd, LedgerStore, _Values, outcome_values
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -145,14 +140,17 @@ class _Child:
         first = self.messages()
         if first is None:
             return
-        _, ident, (url, campaign, owner, resend_ambiguous, table) = first[0]
+        _, ident, (url, campaign, owner, resend_ambiguous, table, token, journal_dir) = first[0]
         try:
-            self.store = LedgerStore(url, campaign, owner, resend_ambiguous=resend_ambiguous, table=table)
+            self.store = LedgerStore(
+                url, campaign, owner, resend_ambiguous=resend_ambiguous, table=table, token=token
+            )
             self.store.create_table()
+            recovered = self.store.recover(journal_dir) if journal_dir else {}
         except Exception as exc:
             self.send("fail", [ident], _describe(exc))
             return
-        self.send("done", [ident], None, 0)
+        self.send("done", [ident], recovered, 0)
         try:
             while (messages := self.messages()) is not None:
                 if self.handle(messages):
@@ -167,7 +165,7 @@ class _Child:
         assert self.store is not None
         for kind, ident, payload in messages:
             if kind == "mark":
-                self.pending.update(dict.fromkeys(payload, _MARK))
+                self.pending.update(dict.fromkeys(payload, self.store.mark_values))
                 self.waiting.append(ident)
             elif kind == "record":
                 phones, values = payload
@@ -210,7 +208,9 @@ class ProcessLedger(LedgerFrontEnd):
     """The ``Ledger`` on a SQLAlchemy URL, like ``SqlLedger``, its database work in a child process.
 
     Starting it costs a second interpreter (about a third of a second); the database URL goes to the
-    child over its stdin, never on a command line. Use it from one event loop at a time.
+    child over its stdin, never on a command line. The send journal (``journal_dir``, see
+    ``LedgerFrontEnd``) is written by this process: the pipe to the child dies with the task's
+    processes, the journal's lines do not. Use it from one event loop at a time.
     """
 
     def __init__(
@@ -221,8 +221,9 @@ class ProcessLedger(LedgerFrontEnd):
         *,
         resend_ambiguous: bool = False,
         table: str = "sms_ledger",
+        journal_dir: str | None = None,
     ) -> None:
-        super().__init__(url, campaign, owner)
+        super().__init__(url, campaign, owner, journal_dir)
         self.flushes = 0  # group-commit transactions written so far
         self._replies = bytearray()
         self._unsent = bytearray()  # messages not yet written to the child
@@ -243,16 +244,19 @@ class ProcessLedger(LedgerFrontEnd):
         assert self._proc.stdin is not None and self._proc.stdout is not None
         self._to, self._from = self._proc.stdin.fileno(), self._proc.stdout.fileno()
         try:
-            self._open(url, campaign, owner, resend_ambiguous, table)
+            arguments = (url, campaign, owner, resend_ambiguous, table, self.token, journal_dir)
+            self.recovered = self._open(arguments)
         except BaseException:
             self._end()
             raise
         os.set_blocking(self._to, False)
         os.set_blocking(self._from, False)
+        self._start_journal()
 
-    def _open(self, url: str, campaign: str, owner: str, resend_ambiguous: bool, table: str) -> None:
-        """Blocking handshake: the child has the database open and the table created, or says why not."""
-        _write_all(self._to, ("open", 0, (url, campaign, owner, resend_ambiguous, table)))
+    def _open(self, arguments: tuple[object, ...]) -> dict[str, int]:
+        """Blocking handshake: the child has the database open, the table created and the journals of
+        earlier tries settled (it returns what they settled), or says why not."""
+        _write_all(self._to, ("open", 0, arguments))
         deadline = time.monotonic() + START_TIMEOUT_S
         while not (replies := _unframe(self._replies)):
             left = deadline - time.monotonic()
@@ -268,6 +272,7 @@ class ProcessLedger(LedgerFrontEnd):
         status, _, *rest = replies[0]
         if status == "fail":
             raise LedgerError(f"the ledger could not open {self._display}: {rest[0]}")
+        return dict(rest[0])
 
     # ----- messages -------------------------------------------------------------------------------
     def _attach(self) -> asyncio.AbstractEventLoop:
@@ -325,6 +330,11 @@ class ProcessLedger(LedgerFrontEnd):
         if not self._unsent or self._broken:
             return
         try:
+            self._journal_flush()  # the marks' lines first: the child may commit a mark once it reads it
+        except JournalError as exc:
+            self._fail(str(exc))
+            return
+        try:
             written = os.write(self._to, self._unsent)
         except BlockingIOError:
             written = 0
@@ -367,7 +377,10 @@ class ProcessLedger(LedgerFrontEnd):
             code = self._proc.wait(1)
         except subprocess.TimeoutExpired:
             code = None
-        why = f"the ledger process for {self._display} ended unexpectedly (exit code {code})"
+        self._fail(f"the ledger process for {self._display} ended unexpectedly (exit code {code})")
+
+    def _fail(self, why: str) -> None:
+        """Nothing more goes to the child: every waiter and every later call gets ``why``."""
         self._broken = self._broken or why
         self._detach()
         for future in self._waiters.values():
@@ -396,10 +409,11 @@ class ProcessLedger(LedgerFrontEnd):
 
     async def mark_sending(self, phones: Sequence[str]) -> None:
         """Return once ``phones`` are committed as ``sending``, with every outcome recorded before."""
+        self._check_open()
         if phones:
+            position = self._journal_mark(phones)
             await self._ask("mark", list(phones))
-        else:
-            self._check_open()
+            self._journal_committed(position)
 
     def record(self, phones: Sequence[str], verdict: Verdict) -> None:
         """Send the outcome to the child, which commits it with its next group (at once when idle).
@@ -407,6 +421,7 @@ class ProcessLedger(LedgerFrontEnd):
         if self._closed:
             raise LedgerError(f"{self!r} is closed")
         values = outcome_values(verdict)
+        self._journal_outcome(phones, values)  # the next try reads it there if the child cannot commit it
         if self._broken:
             self._lost += len(phones)
             return
@@ -417,15 +432,19 @@ class ProcessLedger(LedgerFrontEnd):
         return int(await self._ask("count", None if phones is None else list(phones)))
 
     async def close(self) -> None:
-        """Write everything sent, then end the child; idempotent."""
+        """Write everything sent, then end the child; idempotent. The send journal is removed once every
+        outcome is committed, kept for the next try otherwise."""
         if self._closed:
             return
+        clean = False
         try:
             lost, error = (0, "") if self._broken else await self._ask("close", None)
+            clean = not (self._broken or lost)
         finally:
             self._closed = True
             self._detach()
             await asyncio.to_thread(self._end)
+            self._end_journal(clean=clean)
         if self._broken:
             lost = f"{self._lost} outcomes not written, and those sent since its last commit may be lost"
             raise LedgerError(f"{self._broken}: {lost}")

@@ -4,6 +4,9 @@ One row per (campaign, phone), moving ``claimed -> sending -> accepted | rejecte
 not_sent``. ``sending`` is committed before a request starts, so a crash mid-request leaves proof that
 the number may have been texted: the next try reports it AMBIGUOUS instead of texting it again.
 
+With a send journal (``dispatch.journal``), the rows a try marks carry its token, and the next try
+settles them from the journal before it claims (``LedgerStore.recover``).
+
 All database work runs on one dedicated thread (``group_commit.GroupCommitThread``), so the event
 loop never blocks on I/O and the connection is never shared between threads. ``mark_sending`` is
 group-committed: marks (and buffered outcomes) that arrive while a transaction runs go together into
@@ -16,6 +19,7 @@ import json
 import os
 import sqlite3
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -48,6 +52,15 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from airflow_provider_sms.dispatch.group_commit import GroupCommitThread
+from airflow_provider_sms.dispatch.journal import (
+    JournalError,
+    Recovered,
+    SendJournal,
+    boot_id,
+    journal_paths,
+    read_journal,
+)
+from airflow_provider_sms.dispatch.ledger import LedgerError
 from airflow_provider_sms.dispatch.outcomes import Outcome, Verdict
 
 if TYPE_CHECKING:
@@ -79,13 +92,11 @@ RETRIES = 3  # deadlock, serialization failure, dropped connection: every transa
 TEXT_LIMIT = 500  # gateway messages are kept for people to read; rows must not grow without bound
 
 AMBIGUOUS_MESSAGE = "a previous try may have delivered it (request started, no reply recorded)"
+NEVER_SENT_MESSAGE = "a previous try stopped before sending it (its send journal says so)"
+RECOVER_CHUNK = 5000  # numbers looked up per transaction when a journal is settled
 
 _Values = tuple[str, str, str, str]  # status, code, message, gateway_id: what one buffered write sets
-_MARK: _Values = (SENDING, "", "", "")
-
-
-class LedgerError(RuntimeError):
-    """The ledger could not keep its promise (a write failed, or a number is not ours any more)."""
+NEVER_SENT: _Values = (Outcome.NOT_SENT.value, "stopped", NEVER_SENT_MESSAGE, "")
 
 
 def _now() -> datetime:
@@ -187,16 +198,73 @@ def display_url(url: str) -> str:
 
 class LedgerFrontEnd:
     """What a ledger front end checks first and shows of itself: its campaign, its owner, and the URL
-    without user, password or query (for its repr and its error messages)."""
+    without user, password or query (for its repr and its error messages); and this try's send journal.
 
-    def __init__(self, url: str, campaign: str, owner: str) -> None:
+    With ``journal_dir`` (on Linux, where the machine's boot can be told), the rows this try marks carry
+    its ``token``, and its requests' starts and answers go to a ``SendJournal`` there. Where the journal
+    cannot be created, the ledger works without it (``journal_problem`` says why): then the engine does
+    not mark ahead by default, and a crash leaves every marked batch ambiguous, as before journals."""
+
+    def __init__(self, url: str, campaign: str, owner: str, journal_dir: str | None = None) -> None:
         check_arguments(url, campaign, owner)
         self.campaign = campaign
         self.owner = owner
         self._display = display_url(url)
+        self._journal_dir = journal_dir
+        self._boot = boot_id() if journal_dir else None
+        self.token = uuid.uuid4().hex[:16] if self._boot else ""
+        self._journal: SendJournal | None = None
+        self.journal_problem = ""
+        self.recovered: dict[str, int] = {}  # what the journals of earlier tries settled (recover)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._display!r}, campaign={self.campaign!r}, owner={self.owner!r})"
+
+    @property
+    def journaled(self) -> bool:
+        return self._journal is not None
+
+    def _start_journal(self) -> None:
+        """This try's journal, once the database is open and the earlier tries' journals are settled."""
+        if not (self._journal_dir and self._boot):
+            return
+        try:
+            self._journal = SendJournal(self._journal_dir, self.campaign, self.owner, self.token, self._boot)
+        except JournalError as exc:
+            self.journal_problem = str(exc)
+
+    def _journal_mark(self, phones: Sequence[str]) -> int:
+        """Journal a mark; ``_journal_flush`` writes it, before it may go to the database. Returns the
+        position to pass to ``_journal_committed`` once the mark is committed."""
+        return 0 if self._journal is None else self._journal.marked(phones)
+
+    def _journal_flush(self) -> None:
+        if self._journal is not None:
+            self._journal.flush()
+
+    def _journal_committed(self, position: int) -> None:
+        if self._journal is not None:
+            self._journal.committed(position)
+
+    def _journal_outcome(self, phones: Sequence[str], values: _Values) -> None:
+        if self._journal is not None:
+            self._journal.ended(phones, values)
+
+    def _end_journal(self, *, clean: bool) -> None:
+        """Close this try's journal; remove it after a clean end (every outcome committed)."""
+        journal, self._journal = self._journal, None
+        if journal is not None:
+            journal.close(remove=clean)
+
+    def started(self, phones: Sequence[str]) -> None:
+        """Journal that a request for ``phones`` starts; it may leave once this returns."""
+        if self._journal is not None:
+            self._journal.started(phones)
+
+    def undelivered(self, phones: Sequence[str]) -> None:
+        """Journal that no try for ``phones`` was delivered so far (the batch will be tried again)."""
+        if self._journal is not None:
+            self._journal.undelivered(phones)
 
 
 class LedgerStore:
@@ -204,7 +272,8 @@ class LedgerStore:
     (``SqlLedger``'s thread, or the child process of ``ledger_process.ProcessLedger``).
 
     ``campaign`` is the dedupe key shared by every task that must not text a number twice; ``owner``
-    names one task instance across its tries (no try number), so a retry resumes its own claims.
+    names one task instance across its tries (no try number), so a retry resumes its own claims;
+    ``token`` names this try in the rows it marks (its send journal's, when it keeps one).
     """
 
     def __init__(
@@ -215,11 +284,14 @@ class LedgerStore:
         *,
         resend_ambiguous: bool = False,
         table: str = "sms_ledger",
+        token: str = "",
     ) -> None:
         check_arguments(url, campaign, owner)
         self.campaign = campaign
         self.owner = owner
         self.resend_ambiguous = resend_ambiguous
+        self.token = token
+        self.mark_values: _Values = (SENDING, token, "", "")  # what a mark writes: the try's token as code
         self._postgres = make_url(url).get_backend_name() == "postgresql"
         self._table = Table(
             table,
@@ -312,6 +384,7 @@ class LedgerStore:
             set_={name: insert.excluded[name] for name in names[2:]},
             where=or_(t.c.status.in_(REOPENED), and_(t.c.owner == self.owner, t.c.status.in_(own))),
         )
+        self._phones = phones
         ours = and_(t.c.campaign == self.campaign, t.c.owner == self.owner, phones)
         # After the claim, in the same transaction, a number is ours to send exactly when its row says
         # ``claimed`` by us (our rows are locked until commit). The others are usually none, so asking for
@@ -320,7 +393,7 @@ class LedgerStore:
         self._not_ours = select(t.c.phone, t.c.status, t.c.owner).where(
             t.c.campaign == self.campaign, phones, or_(t.c.owner != self.owner, t.c.status != CLAIMED)
         )
-        self._mark = update(t).where(ours).values(status=SENDING, updated_at=now)
+        self._mark = update(t).where(ours).values(status=SENDING, code=self.token, updated_at=now)
         # Outcomes differ per request (gateway ids). PostgreSQL: a group's outcomes in ONE statement,
         # as parallel arrays the server unpacks (= ANY as well as the join: an index scan on the key
         # even before the table has statistics). SQLite runs in-process, no round trips: executemany,
@@ -401,7 +474,7 @@ class LedgerStore:
         shared: dict[_Values, list[str]] = {}
         for phone, values in pending.items():
             shared.setdefault(values, []).append(phone)
-        marks = shared.pop(_MARK, [])  # what is left in shared are the outcomes
+        marks = shared.pop(self.mark_values, [])  # what is left in shared are the outcomes
         now = _now()
         params: Any
         if self._postgres:
@@ -467,6 +540,64 @@ class LedgerStore:
         query = self._count if phones is None else self._count.where(self._table.c.phone.in_(list(phones)))
         return int(self._transaction(lambda conn: conn.execute(query).scalar_one()))
 
+    # ----- what earlier tries left ---------------------------------------------------------------
+    def recover(self, directory: str) -> dict[str, int]:
+        """Settle what earlier tries of this task instance left in their send journals, then remove the
+        journals: outcomes the database had not committed are recorded, marked numbers whose request
+        never started (or was answered as not delivered) are reopened as not sent, and those whose
+        request may have been delivered stay ``sending`` (ambiguous to every later try). A journal that
+        cannot be trusted (``read_journal``) settles nothing: its numbers stay ambiguous."""
+        counts = dict.fromkeys(("outcomes", "never_sent", "maybe_delivered", "untrusted"), 0)
+        for path in journal_paths(directory, self.campaign, self.owner):
+            found = read_journal(path, self.campaign, self.owner)
+            if found is None:
+                counts["untrusted"] += 1
+            else:
+                candidates = sorted(found.outcomes.keys() | found.states.keys())
+                for start in range(0, len(candidates), RECOVER_CHUNK):
+                    chunk = candidates[start : start + RECOVER_CHUNK]
+                    for key, value in self._settle(found, chunk).items():
+                        counts[key] += value
+            path.unlink(missing_ok=True)
+        return counts
+
+    def _settle(self, found: Recovered, phones: list[str]) -> dict[str, int]:
+        """One transaction: the rows among ``phones`` still ``sending`` under the dead try's token."""
+        t = self._table
+        theirs = and_(
+            t.c.campaign == self.campaign,
+            t.c.owner == self.owner,
+            t.c.status == SENDING,
+            t.c.code == found.token,
+            self._phones,
+        )
+        fields: dict[str, Any] = {name: bindparam(f"s_{name}") for name in FIELDS[1:]}
+        now_bind = bindparam("now", type_=DateTime(timezone=True))
+        settle = update(t).where(theirs).values(**fields, updated_at=now_bind)
+        now = _now()
+
+        def work(conn: Connection) -> dict[str, int]:
+            rows = conn.execute(select(t.c.phone).where(theirs), {"phones": self._numbers(phones)})
+            outcomes: dict[_Values, list[str]] = {}
+            maybe = 0
+            for (phone,) in rows:
+                if phone in found.outcomes:
+                    values = found.outcomes[phone]
+                elif found.states.get(phone) == "S":
+                    maybe += 1  # may have been delivered: stays sending
+                    continue
+                else:
+                    values = NEVER_SENT
+                outcomes.setdefault(values, []).append(phone)
+            for values, numbers in outcomes.items():
+                given = {f"s_{name}": value for name, value in zip(FIELDS[1:], values, strict=True)}
+                conn.execute(settle, {**given, "now": now, "phones": self._numbers(sorted(numbers))})
+            never = len(outcomes.pop(NEVER_SENT, []))
+            recorded = sum(len(numbers) for numbers in outcomes.values())
+            return {"outcomes": recorded, "never_sent": never, "maybe_delivered": maybe}
+
+        return self._transaction(work)
+
     def dispose(self) -> None:
         if self._driver is not None:
             self._driver.connection.close()
@@ -476,7 +607,8 @@ class LedgerStore:
 
 class SqlLedger(LedgerFrontEnd):
     """The ``Ledger`` on a SQLAlchemy URL (``sqlite:////abs/path.db`` or ``postgresql+psycopg2://...``),
-    its database work on a thread of this process. See ``LedgerStore`` for the arguments."""
+    its database work on a thread of this process. See ``LedgerStore`` for the arguments, and
+    ``LedgerFrontEnd`` for ``journal_dir``."""
 
     def __init__(
         self,
@@ -486,17 +618,23 @@ class SqlLedger(LedgerFrontEnd):
         *,
         resend_ambiguous: bool = False,
         table: str = "sms_ledger",
+        journal_dir: str | None = None,
     ) -> None:
-        super().__init__(url, campaign, owner)
-        self._store = LedgerStore(url, campaign, owner, resend_ambiguous=resend_ambiguous, table=table)
+        super().__init__(url, campaign, owner, journal_dir)
+        self._store = LedgerStore(
+            url, campaign, owner, resend_ambiguous=resend_ambiguous, table=table, token=self.token
+        )
         self._closed = False
         # phone -> what the next group writes to its row (status, code, message, gateway id)
         self._db: GroupCommitThread[str, _Values] = GroupCommitThread("sms-ledger", self._store.write)
         try:
             self._db.submit(self._store.create_table).result()
+            if journal_dir:
+                self.recovered = self._db.submit(lambda: self._store.recover(journal_dir)).result()
         except BaseException:
             self._db.stop_now(self._store.dispose)
             raise
+        self._start_journal()
 
     @property
     def flushes(self) -> int:
@@ -525,13 +663,18 @@ class SqlLedger(LedgerFrontEnd):
         """Return once ``phones`` are committed as ``sending``, with every outcome recorded before."""
         self._check_open()
         if phones:
-            await self._db.commit(dict.fromkeys(phones, _MARK))
+            position = self._journal_mark(phones)
+            self._journal_flush()  # the ledger thread may commit the mark at once
+            await self._db.commit(dict.fromkeys(phones, self._store.mark_values))
+            self._journal_committed(position)
 
     def record(self, phones: Sequence[str], verdict: Verdict) -> None:
         """Buffer the outcome: the ledger thread commits it with the next group, at once when idle
         (so a crash later cannot hide it), and no later than the next mark or ``close``."""
         self._check_open()
-        self._db.buffer(dict.fromkeys(phones, outcome_values(verdict)))
+        values = outcome_values(verdict)
+        self._journal_outcome(phones, values)
+        self._db.buffer(dict.fromkeys(phones, values))
 
     async def done_count(self, phones: Sequence[str] | None = None) -> int:
         """Numbers of this campaign (of ``phones`` when given) accepted, or possibly delivered."""
@@ -540,11 +683,17 @@ class SqlLedger(LedgerFrontEnd):
         return await self._db.call(lambda: self._store.done_count(phones))
 
     async def close(self) -> None:
-        """Write everything buffered, then release the connection and the thread; idempotent."""
+        """Write everything buffered, then release the connection and the thread; idempotent. The send
+        journal is removed once every outcome is committed, kept for the next try otherwise."""
         if self._closed:
             return
         self._closed = True
-        await self._db.stop(self._store.dispose)  # the thread writes every buffered group first
+        clean = False
+        try:
+            await self._db.stop(self._store.dispose)  # the thread writes every buffered group first
+            clean = self._store.error is None
+        finally:
+            self._end_journal(clean=clean)
         if self._store.error is not None:
             lost = self._store.lost
             raise LedgerError(f"{lost} outcomes could not be written to {self!r}") from self._store.error

@@ -46,7 +46,7 @@ class BulkSettings:
     report_format: str | None = None
     report_unmasked: bool = False
     progress_interval: float = 10.0
-    mark_ahead: int = 0  # batches marked ``sending`` ahead of a free connection (CampaignOptions)
+    mark_ahead: int | None = None  # batches marked ahead of a free connection (None: CampaignOptions')
 
     def per_request(self, tuning: SendTuning, maximum: int) -> int:
         """Numbers per request: this task's, checked against the gateway's limit, or the connection's."""
