@@ -16,7 +16,7 @@ their medians, with the CPU each used per request (the sending process, and the 
 plus the ihuyi 100-numbers-per-request path, the rate limiter's accuracy, and peak memory while
 streaming 1,000,000 recipients from a CSV file. Prints a table and writes benchmarks/results/latest.json.
 
-    python benchmarks/bench_send.py            # full run (about three minutes)
+    python benchmarks/bench_send.py            # full run (about two and a half minutes)
     python benchmarks/bench_send.py --rounds 9 # more turns of (c), (a), (a) with mark-ahead and (a')
     python benchmarks/bench_send.py --quick    # smaller counts, for a smoke check
 """
