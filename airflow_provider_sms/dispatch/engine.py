@@ -55,7 +55,7 @@ class CampaignOptions:
     (the balance guard raises there); ``dry_run`` validates and estimates, sending nothing.
 
     ``mark_ahead``: batches that may be marked ``sending`` while they wait for a connection slot, so the
-    ledger's commit round trip overlaps the requests in flight instead of idling a connection (9 to 12%
+    ledger's commit round trip overlaps the requests in flight instead of idling a connection (3 to 12%
     more throughput with a quarter of ``concurrency`` in the benchmark; README, Performance). Default
     (None): a quarter of ``concurrency`` when the ledger keeps a send journal, which tells the next try
     which marked batches never started, so a crash of the task still leaves at most ``concurrency``

@@ -114,7 +114,7 @@ class SendJournal:
 
     def marked(self, phones: Sequence[str]) -> int:
         """Note a mark (written by the next ``flush``); returns the position before it, for ``committed``."""
-        position = self._written + len(self._buffer)
+        position = self.position
         self._buffer += b'["M",%b]\n' % _json_phones(phones)
         return position
 

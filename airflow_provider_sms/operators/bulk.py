@@ -115,7 +115,7 @@ class BulkSendOperator(BaseOperator):
         workers run on several machines).
     :param resend_ambiguous: resend recipients whose earlier request may have been delivered.
     :param mark_ahead: batches marked ``sending`` in the ledger ahead of a free connection, so the mark's
-        commit overlaps the requests in flight (9 to 12% more throughput in the benchmark, README,
+        commit overlaps the requests in flight (3 to 12% more throughput in the benchmark, README,
         Performance). Default: ``concurrency // 4``, with the send journal under ``AIRFLOW_HOME`` that
         tells a retry which marked batches never went out, so a crash of the task leaves at most
         ``concurrency`` batches ambiguous (README, Delivery guarantees); 0 where no journal can be kept.
