@@ -42,6 +42,8 @@ import httpx
 
 if TYPE_CHECKING:
     from airflow_provider_sms.dispatch.ledger import Ledger
+    from airflow_provider_sms.dispatch.ledger_process import ProcessLedger
+    from airflow_provider_sms.dispatch.sql_ledger import SqlLedger
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -184,8 +186,7 @@ def run_campaign(
     if ledger is True:
         from airflow_provider_sms.dispatch.ledger_process import ProcessLedger
 
-        url, journal = new_ledger_paths()
-        led = ProcessLedger(url, f"bench-{time.time()}", "bench", journal_dir=journal)
+        led = new_ledger(ProcessLedger)
     else:
         led = ledger or None
     if isinstance(items, Path):
@@ -214,11 +215,12 @@ def run_campaign(
     return summary
 
 
-def new_ledger_paths() -> tuple[str, str]:
-    """A new SQLite ledger file and send journal folder, as the operators use by default (here in a
-    temporary folder): the URL and the folder."""
+def new_ledger(kind: type[SqlLedger] | type[ProcessLedger]) -> SqlLedger | ProcessLedger:
+    """A ledger of ``kind`` on a new SQLite file, with its send journal, as the operators open one by
+    default (here in a temporary folder)."""
     folder = tempfile.mkdtemp(prefix="sms-bench-")
-    return f"sqlite:///{folder}/ledger.db", f"{folder}/journal"
+    url, campaign = f"sqlite:///{folder}/ledger.db", f"bench-{time.time()}"
+    return kind(url, campaign, "bench", journal_dir=f"{folder}/journal")
 
 
 def bench_project_juncdt(

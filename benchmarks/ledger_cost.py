@@ -27,7 +27,7 @@ import statistics
 import time
 from typing import TYPE_CHECKING, Any
 
-from bench_send import CONCURRENCY, LATENCY_MS, Sandbox, bench_ihuyi, bench_project_juncdt, new_ledger_paths
+from bench_send import CONCURRENCY, LATENCY_MS, Sandbox, bench_ihuyi, bench_project_juncdt, new_ledger
 
 from airflow_provider_sms.dispatch.ledger import NullLedger
 from airflow_provider_sms.dispatch.ledger_process import ProcessLedger
@@ -86,12 +86,6 @@ class Timed:
         await self.ledger.close()
 
 
-def journaled(kind: type[SqlLedger] | type[ProcessLedger]) -> SqlLedger | ProcessLedger:
-    """A new SQLite ledger of ``kind`` with its send journal, as the operators open it."""
-    url, journal = new_ledger_paths()
-    return kind(url, "cost", "bench", journal_dir=journal)
-
-
 def cpu_seconds(who: int) -> float:
     """CPU (user + system) of this process (RUSAGE_SELF) or of its reaped children (RUSAGE_CHILDREN)."""
     usage = resource.getrusage(who)
@@ -135,8 +129,8 @@ def main() -> None:
             juncdt: dict[str, Callable[[], bool | Ledger]] = {
                 "none": lambda: False,
                 "round trip": RoundTripLedger,
-                "thread": lambda: Timed(journaled(SqlLedger), waits["thread"]),
-                "process": lambda: Timed(journaled(ProcessLedger), waits["process"]),
+                "thread": lambda: Timed(new_ledger(SqlLedger), waits["thread"]),
+                "process": lambda: Timed(new_ledger(ProcessLedger), waits["process"]),
             }
             for way, (name, ledger) in enumerate(juncdt.items()):
                 start = 5 * 10**8 + (4 * i + way) * n
@@ -148,7 +142,7 @@ def main() -> None:
             for name, kind in (("thread", SqlLedger), ("process", ProcessLedger)):
 
                 def run_ihuyi(new: type[SqlLedger] | type[ProcessLedger] = kind) -> dict[str, Any]:
-                    return bench_ihuyi(sandbox.url, IHUYI_NUMBERS, journaled(new))
+                    return bench_ihuyi(sandbox.url, IHUYI_NUMBERS, new_ledger(new))
 
                 runs.setdefault(f"ihuyi {name}", []).append(
                     measured(run_ihuyi, IHUYI_NUMBERS // 100, sandbox)
