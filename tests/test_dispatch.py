@@ -233,14 +233,16 @@ async def test_a_source_failing_midway_stops_the_campaign_with_its_error(gw: San
     sender = MmsSender(ihuyi(gw), "1001", pid=1, send_time="", numbers_per_request=100)
     opts = CampaignOptions(concurrency=4, retry=FAST_RETRY)
     campaign = Campaign(sender, lambda: rows_from_items(rows()), lambda: Cleaner(use_params=False), opts)
-    with pytest.raises(OSError, match="connection reset"):
-        await campaign.run()
-    assert campaign.summary.stopped == "reading recipients failed: connection reset"
+    summary = await campaign.run()  # everyone read keeps an outcome, and the summary says why it stopped
+    assert summary is campaign.summary
+    # The rows read before the failure (the 10 of the chunk it cut short included) keep an outcome.
+    assert summary.stopped == f"reading recipients failed after row {CHUNK + 10}: OSError: connection reset"
+    assert summary.stop_retryable  # storage may be back on the next try
     got = [d["number"] for d in deliveries(gw, "ihuyi")]
-    assert len(got) == len(set(got)) <= CHUNK
-    assert set(got) <= set(numbers(CHUNK))
+    assert len(got) == len(set(got)) <= CHUNK + 10
+    assert set(got) <= set(numbers(CHUNK + 10))
     counts = campaign.summary.counts
-    assert counts["accepted"] == len(got) and counts["accepted"] + counts["not_sent"] == CHUNK
+    assert counts["accepted"] == len(got) and counts["accepted"] + counts["not_sent"] == CHUNK + 10
 
 
 def ledger_statuses(db: Path) -> dict[str, int]:
@@ -266,12 +268,11 @@ async def test_a_read_failure_leaves_no_claimed_number_without_an_outcome(
     campaign = Campaign(
         sender, lambda: rows_from_items(rows()), lambda: Cleaner(use_params=False), opts, ledger=ledger
     )
-    with pytest.raises(OSError, match="connection reset"):
-        await campaign.run()
+    assert "connection reset" in str((await campaign.run()).stopped)
     counts = campaign.summary.counts
-    assert campaign.summary.total == CHUNK  # every row read has its outcome
+    assert campaign.summary.total == CHUNK + 50  # every row read has its outcome
     assert counts["rejected"] == 10 and counts["accepted"] == len(deliveries(gw, "ihuyi"))
-    assert counts["not_sent"] == CHUNK - 10 - counts["accepted"] >= 90
+    assert counts["not_sent"] == CHUNK + 40 - counts["accepted"] >= 40
     assert ledger_statuses(db) == {"accepted": counts["accepted"], "not_sent": counts["not_sent"]}
 
 
@@ -370,8 +371,7 @@ async def test_the_campaign_puts_back_the_gc_thresholds_it_found(gw: SandboxServ
     opts = CampaignOptions(concurrency=4, retry=FAST_RETRY)
     campaign = Campaign(sender, lambda: rows_from_items(rows()), lambda: Cleaner(use_params=False), opts)
     if fails:
-        with pytest.raises(OSError):
-            await campaign.run()
+        assert "connection reset" in str((await campaign.run()).stopped)
     else:
         assert (await campaign.run()).counts["accepted"] == 300
     raised = found if found[0] == 0 else (max(found[0], YOUNG_THRESHOLD), *found[1:])  # 0: GC is off

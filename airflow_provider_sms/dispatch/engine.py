@@ -6,12 +6,15 @@ while the ledger claims this one) and queues batches; workers mark them ``sendin
 connection, so the ledger's commit does not idle one; with a send journal, a crash still leaves only
 the requests in flight unknown). A bounded queue and one chunk read ahead keep memory flat. A fatal
 answer stops new requests at once; in-flight ones finish; everything not yet sent ends as ``not_sent``.
+A stop from outside (:meth:`Campaign.request_stop`: a stop signal, ``on_kill``) gives the requests in
+flight ``stop_grace`` seconds to answer; those still out then end ``ambiguous``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Iterator, Sized
 from dataclasses import dataclass, field
@@ -24,6 +27,7 @@ from airflow_provider_sms.dispatch.outcomes import Outcome, Summary, Verdict
 from airflow_provider_sms.dispatch.ratelimit import RateLimiter, Unlimited
 from airflow_provider_sms.dispatch.recipients import Cleaner, Recipient, Refused, Row
 from airflow_provider_sms.dispatch.retry import RetryPolicy
+from airflow_provider_sms.dispatch.stop_signals import StopSignals
 from airflow_provider_sms.gateways.errors import InvalidInputError, TransportError
 from airflow_provider_sms.protocol.codes import CodeClass
 
@@ -43,6 +47,8 @@ class Log(Protocol):
     """What the engine needs of a logger (stdlib ``logging`` or Airflow's structlog-based task logger)."""
 
     def info(self, msg: str, /, *args: Any) -> Any: ...
+
+    def warning(self, msg: str, /, *args: Any) -> Any: ...
 
     def error(self, msg: str, /, *args: Any) -> Any: ...
 
@@ -70,6 +76,8 @@ class CampaignOptions:
     assumed_latency: float = 0.2
     preflight: Callable[[int], Awaitable[None]] | None = None
     mark_ahead: int | None = None
+    stop_grace: float = 2.0  # seconds requests in flight get to answer after a stop from outside
+    max_consecutive_ambiguous: int = 10  # requests in a row ending ambiguous before it stops; 0: never
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -84,8 +92,41 @@ class CampaignOptions:
         return self.concurrency // 4 if journaled else 0
 
 
-def _chunks(rows: Iterator[Recipient | Refused], size: int) -> Callable[[], list[Recipient | Refused]]:
-    return lambda: list(islice(rows, size))
+_RUNNING: set[Campaign] = set()  # the campaigns of this process, for stop_running
+
+
+def stop_running(reason: str) -> None:
+    """Stop every campaign running in this process (from any thread), as a stop signal would:
+    what an operator's ``on_kill`` calls."""
+    for campaign in list(_RUNNING):
+        campaign.request_stop(reason)
+
+
+Chunk = tuple[list[Recipient | Refused], Exception | None]
+
+
+def _chunks(rows: Iterator[Recipient | Refused], size: int) -> Callable[[], Chunk]:
+    """A reader of the next ``size`` items, and of the error that cut a chunk short (the items read
+    before it are kept: ``list.extend`` keeps what it took from a failing iterator)."""
+
+    def take() -> Chunk:
+        chunk: list[Recipient | Refused] = []
+        try:
+            chunk.extend(islice(rows, size))
+        except Exception as exc:
+            return chunk, exc
+        return chunk, None
+
+    return take
+
+
+@dataclass(slots=True)
+class _Try:
+    """Where one batch's sending stands, for the outcome it gets if the campaign is halted."""
+
+    attempts: int = 0
+    in_flight: bool = False
+    maybe_sent: bool = False  # an earlier try may have been delivered: only a success may end otherwise
 
 
 class Campaign:
@@ -98,7 +139,7 @@ class Campaign:
         cleaner: Callable[[], Cleaner],
         options: CampaignOptions,
         *,
-        ledger: Ledger | None = None,
+        ledger: Ledger | Callable[[], Ledger | None] | None = None,
         report: ReportWriter | None = None,
         log: Log | None = None,
         campaign: str = "",
@@ -107,7 +148,10 @@ class Campaign:
         self.rows = rows
         self.cleaner = cleaner
         self.options = options
-        self.ledger: Ledger = ledger or NullLedger()
+        # A ledger given as a factory is opened when the campaign starts, inside ``run``, so that it
+        # is always closed again, and not at all when the arguments are refused before.
+        self._ledger_source = ledger
+        self.ledger: Ledger = NullLedger()
         self.report = report
         self.log: Log = log or logging.getLogger(__name__)
         self.summary = Summary(gateway=sender.gateway, campaign=campaign, dry_run=options.dry_run)
@@ -118,6 +162,13 @@ class Campaign:
         limit = options.requests_per_second
         self.limiter: RateLimiter | Unlimited = RateLimiter(limit) if limit else Unlimited()
         self.slots = asyncio.Semaphore(options.concurrency)  # requests in flight
+        self.halted = False  # the stop's grace ran out: requests still in flight are given up
+        self._sending: set[asyncio.Task[Any]] = set()  # workers inside _send
+        self._ambiguous_run = 0  # requests in a row that ended ambiguous (the circuit breaker)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = 0
+        self._halt_timer: asyncio.TimerHandle | None = None
+        self.signals = StopSignals(self.request_stop)
 
     # ----- outcomes -------------------------------------------------------------------------------
     def _refused(self, item: Refused) -> None:
@@ -157,11 +208,53 @@ class Campaign:
         self.report_error = ReportError(f"the report could not be written: {type(exc).__name__}: {exc}")
         self._stop(str(self.report_error))
 
-    def _stop(self, reason: str) -> None:
+    def _stop(self, reason: str, *, retryable: bool = False) -> None:
+        """No new request starts from now on. ``retryable``: a later try of the task may do better
+        (a stop signal, a read failure), as opposed to a fatal answer or bad input."""
         if self.stopped is None:
             self.stopped = reason
             self.summary.stopped = reason
+            self.summary.stop_retryable = retryable
             self.log.error("Stopping the campaign, no new request will start: %s", reason)
+
+    def request_stop(self, reason: str) -> None:
+        """Stop from outside the campaign (a stop signal, ``on_kill``), from the loop's thread or any
+        other: no new request starts; after ``stop_grace`` seconds the requests still in flight are
+        given up (``ambiguous``), so the campaign ends within a bounded time."""
+        loop = self._loop
+        if loop is None:
+            return
+        if threading.get_ident() != self._thread:
+            loop.call_soon_threadsafe(self.request_stop, reason)
+            return
+        self._stop(reason, retryable=True)
+        if self._halt_timer is None:
+            self._halt_timer = loop.call_later(self.options.stop_grace, self._halt)
+
+    def _halt(self) -> None:
+        """The grace is over: interrupt the workers still inside a request or waiting to retry one."""
+        if self.halted:
+            return
+        self.halted = True
+        for task in list(self._sending):
+            task.cancel()
+
+    def _breaker(self, verdict: Verdict) -> None:
+        """Count requests in a row that ended ambiguous; too many means the gateway or the network
+        is swallowing requests, and going on would only make more recipients ambiguous."""
+        if verdict.attempts == 0:  # no request of its own (stopped before it left)
+            return
+        if verdict.outcome is not Outcome.AMBIGUOUS:
+            self._ambiguous_run = 0
+            return
+        self._ambiguous_run += 1
+        limit = self.options.max_consecutive_ambiguous
+        if limit and self._ambiguous_run >= limit:
+            self._stop(
+                f"{self._ambiguous_run} requests in a row ended ambiguous (last: {verdict.code} "
+                f"{verdict.message}); stopped so as not to leave more recipients in doubt",
+                retryable=True,
+            )
 
     # ----- producer -------------------------------------------------------------------------------
     async def _produce(self, queue: asyncio.Queue[list[Recipient] | None]) -> None:
@@ -174,19 +267,36 @@ class Campaign:
         # one after the other, the two together were the limit of a 100-number MMS campaign.
         ahead = asyncio.ensure_future(asyncio.to_thread(take))
         try:
-            while chunk := await ahead:
-                ahead = asyncio.ensure_future(asyncio.to_thread(take))
+            while True:
+                chunk, error = await ahead
+                if error is not None and self.read + len(chunk) == 0 and isinstance(error, InvalidInputError):
+                    raise error  # refused before anything was read or sent: a plain bad-input error
+                if not chunk and error is None:
+                    self.total = self.read
+                    break
+                if error is None:
+                    ahead = asyncio.ensure_future(asyncio.to_thread(take))
                 await self._queue_chunk(chunk, groups, queue)
-        except Exception as exc:
-            self._stop(f"reading recipients failed: {exc}")
-            for group in groups.values():  # claimed, waiting for a full batch: now never sent
-                self._finish(group, Verdict(Outcome.NOT_SENT, "stopped", self.stopped or ""))
-            raise
+                if error is not None:  # e.g. storage gone: everyone read so far keeps an outcome
+                    self._stop(
+                        f"reading recipients failed after row {self.read}: {type(error).__name__}: {error}",
+                        retryable=not isinstance(error, InvalidInputError),
+                    )
+                    break
+                if self.halted:  # the stop's grace is over: the rest of the input is left unread
+                    if self.total is None or self.read < self.total:
+                        self._unread()
+                    break
         finally:
-            ahead.cancel()  # after a failure: the chunk being read is dropped with the campaign
-        for group in groups.values():
+            ahead.cancel()
+        for group in groups.values():  # after a stop, the workers finish them as not sent
             await queue.put(group)
-        self.total = self.read
+
+    def _unread(self) -> None:
+        self.total = None
+        note = f"; rows after row {self.read} were not read (none of them was sent)"
+        self.summary.stopped = (self.summary.stopped or "") + note
+        self.log.warning("The campaign stopped before the end of its input%s", note)
 
     async def _queue_chunk(
         self,
@@ -229,18 +339,44 @@ class Campaign:
 
     # ----- workers --------------------------------------------------------------------------------
     async def _send(self, batch: list[Recipient]) -> Verdict:
+        task = asyncio.current_task()
+        assert task is not None  # a worker task runs this
+        self._sending.add(task)
+        state = _Try()
+        try:
+            return await self._try(batch, state)
+        except asyncio.CancelledError:
+            if not self.halted:
+                raise
+            # The stop's grace ran out: give this batch its outcome, and let the worker go on (it
+            # only finishes the batches left in the queue as not sent).
+            uncancel = getattr(task, "uncancel", None)
+            if uncancel is not None:
+                uncancel()
+            if state.in_flight or state.maybe_sent:
+                return Verdict(
+                    Outcome.AMBIGUOUS,
+                    "stopped",
+                    f"in flight when the campaign stopped ({self.stopped}); it may have been delivered",
+                    attempts=state.attempts,
+                )
+            return Verdict(Outcome.NOT_SENT, "stopped", self.stopped or "", attempts=state.attempts)
+        finally:
+            self._sending.discard(task)
+
+    async def _try(self, batch: list[Recipient], state: _Try) -> Verdict:
+        """Send ``batch`` until it has an outcome: retried while the faults are transient."""
         policy = self.options.retry
         started = time.monotonic()
         phones = [r.phone for r in batch]
-        attempts = 0
         last = ("", "")
-        maybe_sent = False  # an earlier try may have been delivered: only a success may end otherwise
         while True:
             if self.stopped:
-                if maybe_sent:
-                    return Verdict(Outcome.AMBIGUOUS, *last, attempts=attempts)
-                return Verdict(Outcome.NOT_SENT, "stopped", self.stopped, attempts=attempts)
+                if state.maybe_sent:
+                    return Verdict(Outcome.AMBIGUOUS, *last, attempts=state.attempts)
+                return Verdict(Outcome.NOT_SENT, "stopped", self.stopped, attempts=state.attempts)
             await self.ledger.mark_sending(phones)
+            retry_after = 0.0
             try:
                 # A connection slot: a batch marked ahead waits here, never in the pool's queue (whose
                 # wait would count against the request's timeout).
@@ -249,70 +385,87 @@ class Campaign:
                     await self.limiter.acquire()
                     if self.stopped:  # re-check: no await between this check and the request
                         continue  # the loop's first check returns the stopped verdict
-                    attempts += 1
+                    state.attempts += 1
                     self.summary.requests += 1
                     self.ledger.started(phones)  # in the send journal before the request may leave
+                    state.in_flight = True  # until it answers: a halt now leaves it ambiguous
                     reply = await self.sender.send(batch)
+                    state.in_flight = False
             except InvalidInputError as exc:  # refused while building the request: nothing went out
+                state.in_flight = False
                 self._stop(f"a request could not be built: {exc}")
-                return self._unsent(Outcome.FAILED, ("invalid_input", str(exc)), attempts, maybe_sent)
+                return self._unsent(Outcome.FAILED, ("invalid_input", str(exc)), state)
             except TransportError as exc:
+                state.in_flight = False
                 last = ("transport", str(exc))
-                maybe_sent = maybe_sent or exc.ambiguous
+                state.maybe_sent = state.maybe_sent or exc.ambiguous
                 if exc.ambiguous and not self.options.resend_ambiguous:
-                    return Verdict(Outcome.AMBIGUOUS, *last, attempts=attempts)
+                    return Verdict(Outcome.AMBIGUOUS, *last, attempts=state.attempts)
                 if not exc.retryable:
                     self._stop(str(exc))
-                    return self._unsent(Outcome.FAILED, last, attempts, maybe_sent)
+                    return self._unsent(Outcome.FAILED, last, state)
+                retry_after = getattr(exc, "retry_after", None) or 0.0
             else:
                 verdict_class = self.sender.classify(reply, batch)
                 last = (reply.code, reply.message)
                 if verdict_class is CodeClass.SUCCESS:
-                    return Verdict(Outcome.ACCEPTED, *last, self.sender.gateway_id(reply), attempts)
+                    return Verdict(Outcome.ACCEPTED, *last, self.sender.gateway_id(reply), state.attempts)
                 if verdict_class is CodeClass.BAD_INPUT:
-                    return self._unsent(Outcome.REJECTED, last, attempts, maybe_sent)
+                    return self._unsent(Outcome.REJECTED, last, state)
                 if verdict_class is CodeClass.FATAL:
                     self._stop(reply.describe())
-                    return self._unsent(Outcome.FAILED, last, attempts, maybe_sent)
+                    return self._unsent(Outcome.FAILED, last, state)
                 if verdict_class is CodeClass.UNKNOWN:
-                    return self._unsent(Outcome.FAILED, last, attempts, maybe_sent)
-            delay = policy.delay(attempts)
-            if attempts >= policy.max_attempts or time.monotonic() - started + delay > policy.max_elapsed:
-                return self._unsent(Outcome.FAILED, last, attempts, maybe_sent)
-            if not maybe_sent:  # a crash while it waits to be tried again leaves it unsent, not unknown
+                    return self._unsent(Outcome.FAILED, last, state)
+            delay = max(policy.delay(state.attempts), retry_after)
+            spent = time.monotonic() - started
+            if state.attempts >= policy.max_attempts or spent + delay > policy.max_elapsed:
+                return self._unsent(Outcome.FAILED, last, state)
+            if not state.maybe_sent:  # a crash while it waits to be tried again leaves it unsent
                 self.ledger.undelivered(phones)
             await asyncio.sleep(delay)
 
     @staticmethod
-    def _unsent(outcome: Outcome, last: tuple[str, str], attempts: int, maybe_sent: bool) -> Verdict:
+    def _unsent(outcome: Outcome, last: tuple[str, str], state: _Try) -> Verdict:
         """The batch's outcome when its last try was not a success: ``outcome``, unless an earlier try
         may have been delivered (``resend_ambiguous``): then ambiguous, so no later run resends it."""
-        if maybe_sent:
+        if state.maybe_sent:
             return Verdict(
                 Outcome.AMBIGUOUS,
                 last[0],
                 f"{last[1]} (an earlier try may have been delivered)",
                 "",
-                attempts,
+                state.attempts,
             )
-        return Verdict(outcome, *last, attempts=attempts)
+        return Verdict(outcome, *last, attempts=state.attempts)
 
     async def _work(self, queue: asyncio.Queue[list[Recipient] | None]) -> None:
         while (batch := await queue.get()) is not None:
-            if self.stopped:
-                self._finish(batch, Verdict(Outcome.NOT_SENT, "stopped", self.stopped))
-                continue
-            try:
-                verdict = await self._send(batch)
-            except Exception as exc:  # a bug must not lose recipients: record, stop, report
-                self.log.exception("Unexpected error while sending a batch")
-                self._stop(f"internal error: {type(exc).__name__}")
-                verdict = Verdict(Outcome.AMBIGUOUS, "internal_error", type(exc).__name__)
-            try:
-                self._finish(batch, verdict)
-            except Exception as exc:  # nor stop this worker: the producer would wait for it forever
-                self.log.exception("Unexpected error while recording an outcome")
-                self._stop(f"internal error: {type(exc).__name__}")
+            await self._deliver(batch)
+
+    async def _deliver(self, batch: list[Recipient]) -> None:
+        """Send ``batch`` and record its outcome; a multi-number request the gateway refused as bad
+        input is sent again in halves, so that only the bad numbers end ``rejected``."""
+        if self.stopped:
+            self._finish(batch, Verdict(Outcome.NOT_SENT, "stopped", self.stopped))
+            return
+        try:
+            verdict = await self._send(batch)
+        except Exception as exc:  # a bug must not lose recipients: record, stop, report
+            self.log.exception("Unexpected error while sending a batch")
+            self._stop(f"internal error: {type(exc).__name__}")
+            verdict = Verdict(Outcome.AMBIGUOUS, "internal_error", type(exc).__name__)
+        if verdict.outcome is Outcome.REJECTED and len(batch) > 1 and verdict.code != "invalid_input":
+            half = len(batch) // 2
+            await self._deliver(batch[:half])
+            await self._deliver(batch[half:])
+            return
+        self._breaker(verdict)
+        try:
+            self._finish(batch, verdict)
+        except Exception as exc:  # nor stop this worker: the producer would wait for it forever
+            self.log.exception("Unexpected error while recording an outcome")
+            self._stop(f"internal error: {type(exc).__name__}")
 
     # ----- progress -------------------------------------------------------------------------------
     def progress_line(self) -> str:
@@ -361,14 +514,23 @@ class Campaign:
         other parts of a mapped campaign) do not count."""
         take = _chunks(self.cleaner().clean(self.rows()), CHUNK)
         left = 0
-        while chunk := await asyncio.to_thread(take):
+        while True:
+            chunk, error = await asyncio.to_thread(take)
+            if error is not None:
+                raise error  # nothing was sent yet: the guard cannot count, so the task fails here
+            if not chunk:
+                return left
             phones = [item.phone for item in chunk if isinstance(item, Recipient)]
             if phones:
                 left += len(phones) - await self.ledger.done_count(phones)
-        return left
 
     async def run(self) -> Summary:
+        self._loop, self._thread = asyncio.get_running_loop(), threading.get_ident()
+        self.signals.install()
+        _RUNNING.add(self)
         try:
+            source = self._ledger_source
+            self.ledger = (source() if callable(source) else source) or NullLedger()
             if self.options.dry_run:
                 return await self._dry_run()
             if self.options.preflight is not None:
@@ -383,9 +545,15 @@ class Campaign:
             self.log.info("Done: %s", self.progress_line())
             return self.summary
         finally:
+            _RUNNING.discard(self)
+            if self._halt_timer is not None:
+                self._halt_timer.cancel()
             self.summary.elapsed = time.monotonic() - self.summary.started
-            await self.ledger.close()
-            await self.sender.aclose()
+            try:
+                await self.ledger.close()
+                await self.sender.aclose()
+            finally:
+                self.signals.restore()
 
     async def _dispatch(self) -> None:
         """The producer and the workers, until every row has its outcome (or an error stops them)."""
@@ -397,7 +565,7 @@ class Campaign:
             try:
                 await self._produce(queue)
             except BaseException as exc:
-                self._stop(f"reading recipients failed: {exc}")
+                self._stop(f"internal error while reading recipients: {type(exc).__name__}: {exc}")
                 raise
             finally:
                 for _ in workers:

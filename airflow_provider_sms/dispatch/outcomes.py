@@ -44,6 +44,7 @@ class Summary:
     batches: int = 0
     gateway_ids: list[str] = field(default_factory=list)
     stopped: str | None = None
+    stop_retryable: bool = False  # the stop came from outside or from a fault a later try may not meet
     started: float = field(default_factory=time.monotonic)
     elapsed: float = 0.0
     report_uri: str | None = None

@@ -20,14 +20,20 @@ from airflow_provider_sms.dispatch.recipients import (
 )
 from airflow_provider_sms.dispatch.report import ReportWriter
 from airflow_provider_sms.dispatch.retry import RetryPolicy
+from airflow_provider_sms.dispatch.stop_signals import StoppedBySignal
 from airflow_provider_sms.gateways.errors import InvalidInputError
 from airflow_provider_sms.protocol.phones import split_numbers
 
 if TYPE_CHECKING:
+    from typing import TypeAlias
+
     from airflow_provider_sms.dispatch.ledger import Ledger
     from airflow_provider_sms.dispatch.outcomes import Summary
     from airflow_provider_sms.dispatch.senders import BatchSender
     from airflow_provider_sms.hooks.settings import SendTuning
+
+    # A ledger, or a factory the campaign calls when it starts (after the arguments were checked).
+    LedgerSource: TypeAlias = Ledger | Callable[[], Ledger | None] | None
 
 Recipients = Any  # a list of numbers or rows, one string of numbers, or a file path / URI
 
@@ -123,24 +129,27 @@ def run_bulk(
     options: CampaignOptions,
     bulk: BulkSettings,
     *,
-    ledger: Ledger | None = None,
+    ledger: LedgerSource = None,
     log: Log | None = None,
     campaign: str = "",
 ) -> Summary:
-    """Run the campaign to the end (blocking) and return its summary; the report is closed after."""
+    """Run the campaign to the end (blocking) and return its summary; the report is closed after.
+
+    ``ledger`` may be a factory: it is called once the campaign starts, after every argument was
+    checked. Raises :class:`StoppedBySignal` (with the summary) when a stop signal ended the campaign.
+    """
     report = (
         None
         if bulk.dry_run and not bulk.report_uri
         else open_report(bulk.report_uri, bulk.report_format, bulk.report_unmasked)
     )
+    job = Campaign(sender, rows, cleaner, options, ledger=ledger, report=report, log=log, campaign=campaign)
     try:
-        summary = event_loop.run(
-            Campaign(
-                sender, rows, cleaner, options, ledger=ledger, report=report, log=log, campaign=campaign
-            ).run()
-        )
+        summary = event_loop.run(job.run())
     finally:
         if report is not None:
             report.close()
     summary.report_uri = bulk.report_uri
+    if job.signals.received is not None:
+        raise StoppedBySignal(summary, job.signals)
     return summary

@@ -22,9 +22,9 @@ from airflow_provider_sms.protocol import phones
 from airflow_provider_sms.protocol.sendtime import format_send_time
 
 if TYPE_CHECKING:
-    from airflow_provider_sms.dispatch.ledger import Ledger
     from airflow_provider_sms.dispatch.outcomes import Summary
     from airflow_provider_sms.gateways.models import GatewayReply
+    from airflow_provider_sms.hooks.bulk import LedgerSource
 
 DEFAULT_NUMBERS_PER_REQUEST = 100
 MAX_NUMBERS_PER_REQUEST = 1000
@@ -148,7 +148,7 @@ class IhuyiHook(BaseHook):
         *,
         bulk: BulkSettings | None = None,
         check_balance: bool = False,
-        ledger: Ledger | None = None,
+        ledger: LedgerSource = None,
         campaign: str = "",
     ) -> Summary:
         """Send template ``mmsid`` to any number of recipients (list, string, CSV/JSONL file URI)

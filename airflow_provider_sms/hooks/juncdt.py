@@ -18,9 +18,9 @@ from airflow_provider_sms.hooks.settings import ConnectionFields, SendTuning, ma
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from airflow_provider_sms.dispatch.ledger import Ledger
     from airflow_provider_sms.dispatch.outcomes import Summary
     from airflow_provider_sms.gateways.models import GatewayReply
+    from airflow_provider_sms.hooks.bulk import LedgerSource
 
 # Codes that prove the gateway accepted key pair, secret and package code before refusing the probe.
 _PAST_AUTH = {"30006", "30010", "30011", "30014"}
@@ -111,7 +111,7 @@ class JuncdtHook(BaseHook):
         param_names: list[str] | None = None,
         template_text: str | None = None,
         bulk: BulkSettings | None = None,
-        ledger: Ledger | None = None,
+        ledger: LedgerSource = None,
         campaign: str = "",
     ) -> Summary:
         """Send a templated SMS to any number of recipients through the bulk engine.

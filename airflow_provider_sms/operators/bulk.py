@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from airflow_provider_sms.dispatch.ledger import Ledger
     from airflow_provider_sms.dispatch.outcomes import Summary
-    from airflow_provider_sms.hooks.bulk import BulkSettings
+    from airflow_provider_sms.hooks.bulk import BulkSettings, LedgerSource
 
 JOURNAL_DIR = "sms_send_journal"  # under AIRFLOW_HOME: the send journals of running campaigns
 
@@ -287,10 +287,13 @@ class BulkSendOperator(BaseOperator):
             self.log.warning("No send journal for this try, so no batch is marked ahead: %s", problem)
 
     # -- the flow -------------------------------------------------------------------------------------
-    def send(self, context: Context, bulk: BulkSettings, ledger: Ledger | None) -> Summary:
+    def send(self, context: Context, bulk: BulkSettings, ledger: LedgerSource) -> Summary:
         raise NotImplementedError
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from functools import partial
+
+        from airflow_provider_sms.dispatch.stop_signals import StoppedBySignal
         from airflow_provider_sms.gateways.errors import (
             GatewayCodeError,
             InsufficientBalanceError,
@@ -300,8 +303,16 @@ class BulkSendOperator(BaseOperator):
         )
 
         try:
+            # Every argument is checked (here, then by the hook) before the ledger is opened (by the
+            # campaign, from this factory), so a refused task leaves no process or file behind.
             bulk = self.bulk_settings()
-            summary = self.send(context, bulk, self.open_ledger(context, bulk.dry_run))
+            summary = self.send(context, bulk, partial(self.open_ledger, context, bulk.dry_run))
+        except StoppedBySignal as stop:
+            self.publish(context, stop.summary)
+            stop.pass_on()  # Airflow's own handler: AirflowTaskTimeout for execution_timeout
+            raise AirflowException(
+                f"campaign stopped: {stop}; a retry resends only what did not go out"
+            ) from None
         except TransientGatewayError:
             raise  # e.g. the balance guard's query was throttled: Airflow's retries may help
         except (InvalidInputError, InsufficientBalanceError, GatewayCodeError, ValueError) as exc:
@@ -311,10 +322,22 @@ class BulkSendOperator(BaseOperator):
             if not exc.retryable:
                 raise AirflowFailException(str(exc)) from exc
             raise
-        result = summary.as_dict()
-        context["ti"].xcom_push(key="summary", value=result)
+        result = self.publish(context, summary)
         self.apply_policy(summary)
         return result
+
+    def publish(self, context: Context, summary: Summary) -> dict[str, Any]:
+        """Push the campaign's summary (a small dict) as the ``summary`` XCom, whatever comes next."""
+        result = summary.as_dict()
+        context["ti"].xcom_push(key="summary", value=result)
+        return result
+
+    def on_kill(self) -> None:
+        """Stop this task's campaign: no new request, the ones in flight get a short grace, and every
+        recipient keeps an outcome (Airflow calls this on a timeout and on "Mark failed")."""
+        from airflow_provider_sms.dispatch.engine import stop_running
+
+        stop_running("the task was killed (on_kill)")
 
     def apply_policy(self, summary: Summary) -> None:
         """Decide the task's outcome from the campaign's (documented in the README, Delivery guarantees)."""
@@ -326,6 +349,11 @@ class BulkSendOperator(BaseOperator):
                 summary.counts["ambiguous"],
             )
         if summary.stopped:
+            if summary.stop_retryable:
+                raise AirflowException(
+                    f"campaign stopped: {summary.stopped} ({counts}); a retry resends only what did not "
+                    "go out"
+                )
             raise AirflowFailException(f"campaign stopped by a fatal answer: {summary.stopped} ({counts})")
         if summary.failed_ratio() > self.max_failed_ratio:
             raise AirflowException(
@@ -336,4 +364,9 @@ class BulkSendOperator(BaseOperator):
             raise AirflowFailException(
                 f"{summary.rejected_ratio():.1%} of recipients were rejected as bad input, above "
                 f"max_rejected_ratio={self.max_rejected_ratio:.1%} ({counts})"
+            )
+        c = summary.counts
+        if not summary.dry_run and not c["accepted"] and not c["skipped"] and c["rejected"] + c["ambiguous"]:
+            raise AirflowFailException(
+                f"no recipient was accepted: every one was rejected or may not have been delivered ({counts})"
             )

@@ -11,9 +11,8 @@ if TYPE_CHECKING:
 
     from airflow.sdk import Context, XComArg
 
-    from airflow_provider_sms.dispatch.ledger import Ledger
     from airflow_provider_sms.dispatch.outcomes import Summary
-    from airflow_provider_sms.hooks.bulk import BulkSettings
+    from airflow_provider_sms.hooks.bulk import BulkSettings, LedgerSource
 
 
 class MmsSendOperator(BulkSendOperator):
@@ -59,7 +58,7 @@ class MmsSendOperator(BulkSendOperator):
         self.ihuyi_conn_id = ihuyi_conn_id
         self.check_balance = check_balance
 
-    def send(self, context: Context, bulk: BulkSettings, ledger: Ledger | None) -> Summary:
+    def send(self, context: Context, bulk: BulkSettings, ledger: LedgerSource) -> Summary:
         from airflow_provider_sms.hooks.ihuyi import IhuyiHook
         from airflow_provider_sms.hooks.settings import parse_number
 

@@ -13,9 +13,8 @@ if TYPE_CHECKING:
 
     from airflow.sdk import Context
 
-    from airflow_provider_sms.dispatch.ledger import Ledger
     from airflow_provider_sms.dispatch.outcomes import Summary
-    from airflow_provider_sms.hooks.bulk import BulkSettings
+    from airflow_provider_sms.hooks.bulk import BulkSettings, LedgerSource
 
 
 class SmsSendOperator(BulkSendOperator):
@@ -69,7 +68,7 @@ class SmsSendOperator(BulkSendOperator):
         self.template_text = template_text
         self.juncdt_conn_id = juncdt_conn_id
 
-    def send(self, context: Context, bulk: BulkSettings, ledger: Ledger | None) -> Summary:
+    def send(self, context: Context, bulk: BulkSettings, ledger: LedgerSource) -> Summary:
         from airflow_provider_sms.hooks.juncdt import JuncdtHook
 
         hook = JuncdtHook(juncdt_conn_id=self.juncdt_conn_id)

@@ -97,3 +97,15 @@ with _dag("sms_test_bad_audience_template", native=False) as bad_audience_dag:
         recipients=["13800138000", "13900139000", "{{ dag_run.conf['extra'] | no_such_filter }}"],
         template_code="TPL_CODE",
     )
+
+with _dag("sms_test_timeout", native=False) as timeout_dag:
+    # 6,000 numbers in requests of 10, four at a time: on a slowed sandbox far longer than its timeout.
+    MmsSendOperator(
+        task_id="send",
+        mobiles=[f"136{i:08d}" for i in range(6000)],
+        mmsid="1001",
+        numbers_per_request=10,
+        concurrency=4,
+        execution_timeout=timedelta(seconds=3),
+        report_uri="{{ var.value.get('sms_stop_report', '') }}",
+    )
