@@ -241,6 +241,7 @@ class Campaign:
                     return Verdict(Outcome.AMBIGUOUS, *last, attempts=attempts)
                 return Verdict(Outcome.NOT_SENT, "stopped", self.stopped, attempts=attempts)
             await self.ledger.mark_sending(phones)
+            retry_after = 0.0  # what the gateway asked us to wait (Retry-After), at least
             try:
                 # A connection slot: a batch marked ahead waits here, never in the pool's queue (whose
                 # wait would count against the request's timeout).
@@ -259,6 +260,7 @@ class Campaign:
             except TransportError as exc:
                 last = ("transport", str(exc))
                 maybe_sent = maybe_sent or exc.ambiguous
+                retry_after = exc.retry_after or 0.0
                 if exc.ambiguous and not self.options.resend_ambiguous:
                     return Verdict(Outcome.AMBIGUOUS, *last, attempts=attempts)
                 if not exc.retryable:
@@ -276,7 +278,7 @@ class Campaign:
                     return self._unsent(Outcome.FAILED, last, attempts, maybe_sent)
                 if verdict_class is CodeClass.UNKNOWN:
                     return self._unsent(Outcome.FAILED, last, attempts, maybe_sent)
-            delay = policy.delay(attempts)
+            delay = max(policy.delay(attempts), retry_after)  # past the budget below: failed
             if attempts >= policy.max_attempts or time.monotonic() - started + delay > policy.max_elapsed:
                 return self._unsent(Outcome.FAILED, last, attempts, maybe_sent)
             if not maybe_sent:  # a crash while it waits to be tried again leaves it unsent, not unknown

@@ -88,6 +88,7 @@ class IhuyiClient(GatewayClient):
         super().__init__(settings, max_connections=max_connections)
         self.account = account
         self._password = password
+        self._keep_secret(password)
         self.default_pid = default_pid
         self.url = api_url(settings.base_url)
         self._urls: dict[str, httpx.URL] = {}
