@@ -189,6 +189,12 @@ def test_get_num_reads_the_balance(gw: SandboxServer) -> None:
     assert reply.ids["num"] == "19455" and isinstance(reply.ids["num"], str)
 
 
+def test_a_balance_shaped_like_a_mobile_number_is_read_as_it_is(gw: SandboxServer) -> None:
+    # Replies are masked for display; ids and counts the client reads are not texts.
+    control(gw, "POST", "/_sandbox/accounts", {"ihuyi": {"balance": 13912345678}})
+    assert ihuyi(gw).get_num().ids["num"] == "13912345678"
+
+
 def test_natural_fatal_codes(gw: SandboxServer) -> None:
     assert ihuyi(gw, password="wrong").get_num().code == "405"
     control(gw, "POST", "/_sandbox/accounts", {"ihuyi": {"balance": 1}})

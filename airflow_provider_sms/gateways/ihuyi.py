@@ -75,6 +75,7 @@ class IhuyiClient(GatewayClient):
     """Client of one ihuyi account. Numbers passed here must already be normalised."""
 
     gateway = "ihuyi"
+    id_fields = frozenset({"mmsid", "num"})
 
     def __init__(
         self,

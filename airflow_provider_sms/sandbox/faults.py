@@ -1,9 +1,11 @@
 """Fault injection on the gateway endpoints: latency, 5xx or 429, dropped, hung and malformed replies.
 
-One ``random.Random(seed)`` of the state drives every draw: two per request, on arrival (5xx;
+One ``random.Random(seed)`` of the state drives every draw: two per request, on arrival (HTTP error;
 then one split into reset/hang/malformed bands; then jitter if set), so a seed replays a run.
-A 5xx comes before the request is processed (nothing recorded); a reset, hang or malformed reply
-comes *after* it was processed and recorded: the worst case for a client, delivered but unknown.
+An HTTP error (5xx or 429, with a ``Retry-After`` if set; by the rate, or for the next
+``http_error_times`` requests) comes before the request is processed (nothing recorded); a reset,
+hang or malformed reply comes *after* it was processed and recorded: the worst case for a client,
+delivered but unknown.
 """
 
 from __future__ import annotations
