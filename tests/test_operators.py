@@ -139,11 +139,29 @@ def test_an_undocumented_answer_to_the_balance_guard_fails_without_a_retry(
     assert methods == ["GetNum"]  # one try: a retry would ask again, and SendMms never went out
 
 
-def test_balance_guard_sends_nothing_when_short(connections: SandboxServer) -> None:
+def _methods(server: SandboxServer) -> list[str]:
+    return [r["method"] for r in control(server, "GET", "/_sandbox/requests")["requests"]]
+
+
+def test_balance_guard_sends_nothing_when_short(
+    connections: SandboxServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The gateway would refuse the whole request anyway (4051): only the request log shows the guard.
     control(connections, "POST", "/_sandbox/accounts", {"ihuyi": {"balance": 10}})
     result = run_dag("sms_test_mms_guarded", run_conf={"mobiles": [f"137{i:08d}" for i in range(11)]})
     assert result.task("send") == "failed"
-    assert deliveries(connections) == []
+    assert _methods(connections) == ["GetNum"]  # one try (no retry), and no SendMms ever left
+    assert "ihuyi balance 10 does not cover 11 recipient(s); nothing was sent" in capsys.readouterr().out
+    assert control(connections, "GET", "/_sandbox/state")["ihuyi"]["balance"] == 10
+
+
+def test_balance_guard_lets_an_exact_balance_through(connections: SandboxServer) -> None:
+    control(connections, "POST", "/_sandbox/accounts", {"ihuyi": {"balance": 11}})
+    result = run_dag("sms_test_mms_guarded", run_conf={"mobiles": [f"137{i:08d}" for i in range(11)]})
+    assert result.task("send") == "success"
+    assert result.xcom("send")["accepted"] == 11
+    assert _methods(connections) == ["GetNum", "SendMms"]
+    assert control(connections, "GET", "/_sandbox/state")["ihuyi"]["balance"] == 0
 
 
 def test_rerun_with_dedupe_key_texts_nobody_twice(connections: SandboxServer) -> None:

@@ -428,6 +428,9 @@ def test_control_refuses_bad_input(http: httpx.Client) -> None:
         ("/force", {"gateway": "sms", "method": "SendMms", "code": "1"}),
         ("/faults", {"http_5xx_rate": 2}),
         ("/faults", {"hostile": "nuke"}),
+        ("/faults", {"http_error_status": 404}),
+        ("/faults", {"http_error_times": -1}),
+        ("/faults", {"retry_after": "五秒"}),
         ("/faults", {"no_such_setting": 1}),
         ("/accounts", {"ihuyi": {"balance": "lots"}}),
         ("/accounts", {"ihuyi": {"balance": 5}, "juncdt": {"quota": "x"}}),
@@ -492,6 +495,15 @@ def test_5xx_records_nothing_and_seed_makes_draws_reproducible(http: httpx.Clien
 
     first = pattern()
     assert first == pattern() and {200, 503} == set(first)
+
+
+def test_injected_http_errors_can_be_429_with_retry_after_for_the_next_requests(http: httpx.Client) -> None:
+    ctl(http, "POST", "/faults", {"http_error_status": 429, "retry_after": "5", "http_error_times": 2})
+    first, second, third = (ihuyi(http, "GetNum") for _ in range(3))
+    assert [r.status_code for r in (first, second, third)] == [429, 429, 200]
+    assert first.headers["retry-after"] == "5" and "retry-after" not in third.headers
+    assert [r["fault"] for r in requests_log(http)] == ["http_429", "http_429", None]
+    assert ctl(http, "GET", "/faults")["http_error_times"] == 0
 
 
 def test_latency_is_added_to_gateway_calls_only(http: httpx.Client) -> None:

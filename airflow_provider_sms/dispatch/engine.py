@@ -376,7 +376,7 @@ class Campaign:
                     return Verdict(Outcome.AMBIGUOUS, *last, attempts=state.attempts)
                 return Verdict(Outcome.NOT_SENT, "stopped", self.stopped, attempts=state.attempts)
             await self.ledger.mark_sending(phones)
-            retry_after = 0.0
+            retry_after = 0.0  # what the gateway asked us to wait (Retry-After), at least
             try:
                 # A connection slot: a batch marked ahead waits here, never in the pool's queue (whose
                 # wait would count against the request's timeout).
@@ -399,12 +399,12 @@ class Campaign:
                 state.in_flight = False
                 last = ("transport", str(exc))
                 state.maybe_sent = state.maybe_sent or exc.ambiguous
+                retry_after = exc.retry_after or 0.0
                 if exc.ambiguous and not self.options.resend_ambiguous:
                     return Verdict(Outcome.AMBIGUOUS, *last, attempts=state.attempts)
                 if not exc.retryable:
                     self._stop(str(exc))
                     return self._unsent(Outcome.FAILED, last, state)
-                retry_after = getattr(exc, "retry_after", None) or 0.0
             else:
                 verdict_class = self.sender.classify(reply, batch)
                 last = (reply.code, reply.message)
@@ -417,7 +417,7 @@ class Campaign:
                     return self._unsent(Outcome.FAILED, last, state)
                 if verdict_class is CodeClass.UNKNOWN:
                     return self._unsent(Outcome.FAILED, last, state)
-            delay = max(policy.delay(state.attempts), retry_after)
+            delay = max(policy.delay(state.attempts), retry_after)  # past the budget below: failed
             spent = time.monotonic() - started
             if state.attempts >= policy.max_attempts or spent + delay > policy.max_elapsed:
                 return self._unsent(Outcome.FAILED, last, state)

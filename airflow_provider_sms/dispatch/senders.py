@@ -101,8 +101,8 @@ class SmsSender:
         )
 
     def classify(self, reply: GatewayReply, batch: Sequence[Recipient]) -> CodeClass:
-        # Illegal words or mismatched variables are that recipient's fault only if its own params
-        # produced them; with shared params the whole campaign would fail the same way.
+        # Illegal words, mismatched variables or an over-long message are that recipient's fault only
+        # if its own params produced them; with shared params the whole campaign would fail the same way.
         if reply.code in codes.JUNCDT_PARAM_DEPENDENT:
             return CodeClass.BAD_INPUT if all(r.personal for r in batch) else CodeClass.FATAL
         return reply.code_class

@@ -32,12 +32,17 @@ class TransportError(GatewayError):
     ``ambiguous`` is True when the request may have reached the gateway (timeout after writing,
     connection lost before the reply): resending it could text someone twice.
     ``retryable`` is False for faults that retrying cannot fix (a redirect, a 4xx status).
+    ``retry_after``: the seconds the gateway asked us to wait before trying again (``Retry-After`` on a
+    429 or 503), None when it did not say.
     """
 
-    def __init__(self, message: str, *, ambiguous: bool, retryable: bool = True) -> None:
+    def __init__(
+        self, message: str, *, ambiguous: bool, retryable: bool = True, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.ambiguous = ambiguous
         self.retryable = retryable
+        self.retry_after = retry_after
 
 
 class GatewayCodeError(GatewayError):

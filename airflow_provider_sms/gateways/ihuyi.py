@@ -75,6 +75,7 @@ class IhuyiClient(GatewayClient):
     """Client of one ihuyi account. Numbers passed here must already be normalised."""
 
     gateway = "ihuyi"
+    id_fields = frozenset({"mmsid", "num"})
 
     def __init__(
         self,
@@ -88,6 +89,7 @@ class IhuyiClient(GatewayClient):
         super().__init__(settings, max_connections=max_connections)
         self.account = account
         self._password = password
+        self._keep_secret(password)
         self.default_pid = default_pid
         self.url = api_url(settings.base_url)
         self._urls: dict[str, httpx.URL] = {}

@@ -75,6 +75,7 @@ class JuncdtClient(GatewayClient):
         self.access_key = access_key
         self._access_secret = access_secret
         self._classification_secret = classification_secret
+        self._keep_secret(access_secret, classification_secret)
         self.default_sign_code = default_sign_code
         self.url = api_url(settings.base_url)
         self._url = httpx.URL(self.url)  # parsed once: a bulk send builds thousands of requests

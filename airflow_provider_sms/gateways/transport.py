@@ -14,6 +14,7 @@ import ssl
 import sys
 import time
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING
 
 import httpx
@@ -145,13 +146,32 @@ def check_status(response: httpx.Response, method: str) -> None:
             retryable=False,
         )
     if status == 429 or status >= 500:
-        raise TransportError(f"{method}: HTTP {status} from gateway", ambiguous=False)
+        wait = parse_retry_after(response.headers.get("retry-after")) if status in (429, 503) else None
+        said = "" if wait is None else f", asked to retry after {wait:.0f} s"
+        raise TransportError(f"{method}: HTTP {status} from gateway{said}", ambiguous=False, retry_after=wait)
     if status >= 400:
         raise TransportError(
             f"{method}: HTTP {status} from gateway (check the connection host)",
             ambiguous=False,
             retryable=False,
         )
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value: delay-seconds or an HTTP date (a date already past
+    is 0). None when absent or unreadable: then the retry policy's own backoff applies."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isascii() and text.isdigit():
+        return float(text)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # RFC 9110 dates are GMT; a naive one came without a zone
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 def _compressed(response: httpx.Response) -> bool:

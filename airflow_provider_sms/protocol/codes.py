@@ -1,4 +1,4 @@
-"""Code tables of both gateways (GATEWAYS.md), one per method, and what each code means for a send."""
+"""Code tables of both gateways, one per method, and what each code means for a send."""
 
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ JUNCDT_SEND_MESSAGE: dict[str, tuple[CodeClass, str]] = {
     "30008": (F, "模板中含有非法关键词 illegal words in template"),
     "30010": (B, "手机号码不能为空 empty number"),
     "30011": (B, "非法手机号码 malformed number"),
-    # 30012 is in the vendor page but not in GATEWAYS.md's table: empty content is a template problem.
+    # 30012, empty content: a template problem.
     "30012": (F, "短信内容不能为空 empty content"),
     "30013": (B, "短信内容中含有非法关键词 illegal words in content"),
     "30014": (B, "变量不匹配 variables don't match the template"),
@@ -97,8 +97,10 @@ JUNCDT_SEND_MESSAGE: dict[str, tuple[CodeClass, str]] = {
     "30028": (B, "超过当日发送上限 number reached its daily limit"),
 }
 
-# 30013/30014 are the recipient's fault only when the content comes from that recipient's own params.
-JUNCDT_PARAM_DEPENDENT = frozenset({"30013", "30014"})
+# Illegal words (30013), variables that do not match (30014) and content over 300 characters (30017)
+# are the recipient's fault only when the content comes from that recipient's own params: a long name
+# in one row must not stop everyone else's messages. The table keeps the class for a shared message.
+JUNCDT_PARAM_DEPENDENT = frozenset({"30013", "30014", "30017"})
 
 SUCCESS_CODES = {"ihuyi": "2", "juncdt": "10000"}
 

@@ -1,9 +1,11 @@
-"""Fault injection on the gateway endpoints: latency, 5xx, dropped, hung and malformed replies.
+"""Fault injection on the gateway endpoints: latency, 5xx or 429, dropped, hung and malformed replies.
 
-One ``random.Random(seed)`` of the state drives every draw: two per request, on arrival (5xx;
+One ``random.Random(seed)`` of the state drives every draw: two per request, on arrival (HTTP error;
 then one split into reset/hang/malformed bands; then jitter if set), so a seed replays a run.
-A 5xx comes before the request is processed (nothing recorded); a reset, hang or malformed reply
-comes *after* it was processed and recorded: the worst case for a client, delivered but unknown.
+An HTTP error (5xx or 429, with a ``Retry-After`` if set; by the rate, or for the next
+``http_error_times`` requests) comes before the request is processed (nothing recorded); a reset,
+hang or malformed reply comes *after* it was processed and recorded: the worst case for a client,
+delivered but unknown.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import threading
+from http import HTTPStatus
 from typing import TYPE_CHECKING
 
 from airflow_provider_sms.sandbox.asgi import Reply, mark_dropping, send_reply
@@ -129,9 +132,9 @@ async def serve(
     delay = faults.latency_ms + (rng.uniform(0.0, faults.jitter_ms) if faults.jitter_ms else 0.0)
     if delay > 0:
         await asyncio.sleep(delay / 1000.0)
-    if fail_5xx < faults.http_5xx_rate:
-        record.fault = "http_5xx"
-        await send_reply(send, 503, b"<html><body><h1>503 Service Unavailable</h1></body></html>", _HTML)
+    if faults.http_error_times or fail_5xx < faults.http_5xx_rate:
+        faults.http_error_times = max(0, faults.http_error_times - 1)
+        await _http_error(faults, record, send)
         return
     if faults.hostile == "redirect":
         record.fault = "redirect"
@@ -148,6 +151,16 @@ async def serve(
         await _hostile(faults.hostile, faults, runtime, reply, receive, send)
     else:
         await send_reply(send, reply.status, reply.body, reply.content_type)
+
+
+async def _http_error(faults: FaultSettings, record: RequestRecord, send: Send) -> None:
+    """The injected HTTP error, before the request is processed: nothing recorded but the fault."""
+    status = faults.http_error_status
+    record.fault = "http_429" if status == 429 else "http_5xx"
+    phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
+    body = f"<html><body><h1>{status} {phrase}</h1></body></html>".encode()
+    headers = [(b"retry-after", faults.retry_after.encode("ascii"))] if faults.retry_after else None
+    await send_reply(send, status, body, _HTML, headers)
 
 
 def _band(faults: FaultSettings, draw: float) -> str | None:

@@ -84,6 +84,11 @@ class FaultSettings:
     jitter_ms: float = 0.0
     seed: int | None = None
     http_5xx_rate: float = 0.0
+    # The HTTP error injected (by the rate, or for the next ``http_error_times`` requests whatever the
+    # rate): its status (429 or 5xx) and the ``Retry-After`` it carries (seconds or an HTTP date).
+    http_error_status: int = 503
+    http_error_times: int = 0
+    retry_after: str | None = None
     reset_rate: float = 0.0
     hang_rate: float = 0.0
     hang_seconds: float = 600.0
@@ -112,6 +117,13 @@ class FaultSettings:
             raise ValueError("reset_rate + hang_rate + malformed_rate must not exceed 1 (one draw decides)")
         if candidate.ihuyi_encoding.lower() not in ("utf-8", "gbk"):
             raise ValueError("ihuyi_encoding must be 'utf-8' or 'gbk'")
+        if not (candidate.http_error_status == 429 or 500 <= candidate.http_error_status <= 599):
+            raise ValueError("http_error_status must be 429 or 500 to 599")
+        if candidate.http_error_times < 0:
+            raise ValueError("http_error_times must be 0 or more")
+        retry_after = candidate.retry_after
+        if retry_after is not None and not (retry_after.isascii() and retry_after.strip()):
+            raise ValueError("retry_after must be null or a non-empty ASCII header value")
         if candidate.hostile is not None and candidate.hostile not in HOSTILE_MODES:
             raise ValueError(f"hostile must be null or one of {sorted(HOSTILE_MODES)}")
         for name, value in asdict(candidate).items():
@@ -127,6 +139,7 @@ class FaultSettings:
             self.latency_ms
             or self.jitter_ms
             or self.http_5xx_rate
+            or self.http_error_times
             or self.reset_rate
             or self.hang_rate
             or self.malformed_rate
@@ -158,9 +171,9 @@ def _fault_value(name: str, value: Any) -> Any:
         if not isinstance(value, bool):
             raise ValueError(f"{name} must be true or false")
         return value
-    if name in ("seed", "hostile") and value is None:
+    if name in ("seed", "hostile", "retry_after") and value is None:
         return None
-    if name in ("seed", "huge_bytes"):
+    if name in ("seed", "huge_bytes", "http_error_status", "http_error_times"):
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(f"{name} must be an integer")
         return value
