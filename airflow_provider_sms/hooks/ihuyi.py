@@ -162,7 +162,7 @@ class IhuyiHook(BaseHook):
             when = format_send_time(send_time)
         except ValueError as exc:
             raise InvalidInputError(str(exc)) from None
-        rows = resolve_rows(recipients)
+        rows = resolve_rows(recipients, settings.encoding)
         sender = MmsSender(
             self.client,
             str(mmsid).strip(),

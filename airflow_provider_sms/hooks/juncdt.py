@@ -121,7 +121,7 @@ class JuncdtHook(BaseHook):
         placeholders) let every row be checked, and the 300-character limit, before any request.
         """
         settings = bulk or BulkSettings()
-        rows = resolve_rows(recipients)
+        rows = resolve_rows(recipients, settings.encoding)
         sender = SmsSender(
             self.client,
             template_code,
@@ -137,6 +137,8 @@ class JuncdtHook(BaseHook):
                 template_text=template_text,
                 max_chars=juncdt.MAX_CONTENT_CHARS,
             )
+
+        cleaner()  # refuses shared params that are not text or numbers, before anything is sent
 
         options = campaign_options(self.tuning, settings)
         self.client.max_connections = options.concurrency  # one per request in flight, not the extra's
