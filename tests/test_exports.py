@@ -75,6 +75,21 @@ def test_gbk_bytes_from_a_row_on_stop_the_campaign_at_that_row(
     assert {outcomes[i]["outcome"] for i in range(bad_from - 1, rows)} == {"not_sent"}
 
 
+@pytest.mark.parametrize(("suffix", "where"), [(".jsonl", "line 3"), (".json", "element 3")])
+def test_gbk_bytes_in_json_stop_at_their_row(
+    connections: SandboxServer, tmp_path: Path, suffix: str, where: str
+) -> None:
+    rows = [{"phone": n, "params": {"code": "王"}} for n in numbers(5)]
+    texts = [json.dumps(row, ensure_ascii=False) for row in rows]
+    parts = [t.encode("gbk" if i >= 2 else "utf-8") for i, t in enumerate(texts)]
+    source = tmp_path / f"audience{suffix}"
+    source.write_bytes(b"\n".join(parts) + b"\n" if suffix == ".jsonl" else b"[" + b",".join(parts) + b"]")
+    summary = JuncdtHook().send_bulk(str(source), "TPL_CODE")
+    assert sorted(delivered(connections)) == numbers(2)
+    assert summary.counts["accepted"] == 2 and summary.counts["not_sent"] == 3
+    assert summary.stopped is not None and f"{where} is not valid utf-8" in summary.stopped
+
+
 def test_a_gbk_export_is_read_with_encoding_gb18030(connections: SandboxServer, tmp_path: Path) -> None:
     source = tmp_path / "customers.csv"
     lines = ["phone,name,order", "13900000001,王先生,甲1", "13900000002,李女士,乙2"]

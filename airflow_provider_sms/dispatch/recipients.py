@@ -400,6 +400,9 @@ def _rows_from_json_array(window: _Window, source: _Source) -> Iterator[Row]:
         window.pos += 1
         if after == "]":
             break
+        if not after:
+            yield Row(index, None, problem=f"{source.name}: the array ends before its ]", stop=True)
+            return
         if after != ",":
             yield Row(
                 index, None, problem=f"{source.name}: element {index} is not followed by , or ]", stop=True

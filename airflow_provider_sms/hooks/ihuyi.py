@@ -151,7 +151,7 @@ class IhuyiHook(BaseHook):
         ledger: Ledger | None = None,
         campaign: str = "",
     ) -> Summary:
-        """Send template ``mmsid`` to any number of recipients (list, string, CSV/JSONL file URI)
+        """Send template ``mmsid`` to any number of recipients (list, string, CSV/JSONL/JSON file URI)
         through the bulk engine: batches, concurrency, rate limit, retries, ledger. Returns the summary.
 
         ``check_balance``: before the first request, fail (sending nothing) unless the balance covers

@@ -117,7 +117,8 @@ class JuncdtHook(BaseHook):
         """Send a templated SMS to any number of recipients through the bulk engine.
 
         ``recipients``: numbers, or ``{"phone": ..., "params": {...}}`` rows (row params override
-        ``params``), or a CSV/JSONL file URI. ``param_names`` / ``template_text`` (``${name}``
+        ``params``; values are text or numbers), or a CSV/JSONL/JSON-array file URI, read in
+        ``bulk.encoding``. ``param_names`` / ``template_text`` (``${name}``
         placeholders) let every row be checked, and the 300-character limit, before any request.
         """
         settings = bulk or BulkSettings()
