@@ -28,7 +28,9 @@ async def test_one_bad_number_rejects_only_itself_not_its_batch(gw: SandboxServe
 
 
 async def test_a_number_at_its_daily_limit_does_not_hold_back_its_batch(gw: SandboxServer) -> None:
-    control(gw, "POST", "/_sandbox/accounts", {"juncdt": {"daily_limit": 1, "daily_sent": {"13800000007": 1}}})
+    control(
+        gw, "POST", "/_sandbox/accounts", {"juncdt": {"daily_limit": 1, "daily_sent": {"13800000007": 1}}}
+    )
     summary = await run_sms(gw, numbers(50), per_request=50, params={"code": "1"})
     assert summary.counts["rejected"] == 1 and summary.counts["accepted"] == 49
     assert "13800000007" not in {d["number"] for d in deliveries(gw, "juncdt")}
@@ -47,7 +49,9 @@ async def test_consecutive_ambiguous_requests_trip_the_breaker(gw: SandboxServer
     # Every request is read, delivered, and its connection reset before the answer: each ends
     # ambiguous. After max_consecutive_ambiguous in a row the campaign stops instead of going on.
     control(gw, "POST", "/_sandbox/faults", {"reset_rate": 1.0})
-    summary = await run_sms(gw, numbers(200), params={"code": "1"}, concurrency=2, max_consecutive_ambiguous=10)
+    summary = await run_sms(
+        gw, numbers(200), params={"code": "1"}, concurrency=2, max_consecutive_ambiguous=10
+    )
     assert summary.stopped is not None and "10 requests in a row ended ambiguous" in summary.stopped
     assert summary.stop_retryable
     # The requests already in flight when it tripped end as they end; nobody else is tried.

@@ -26,6 +26,13 @@ from airflow_provider_sms.protocol.sendtime import BEIJING, format_send_time
         ("8613812348000", "13812348000"),
         (13812348000, "13812348000"),
         (" 199 0000 1111 ", "19900001111"),
+        ("+86-138-0013-8000", "13800138000"),
+        ("(0086)13800138000", "13800138000"),
+        ("(+86) 138 0013 8000", "13800138000"),
+        ("86 138 0013 8000", "13800138000"),
+        ("13800138000.0", "13800138000"),  # a number column exported as floats (Excel, pandas)
+        ("13800138000.00", "13800138000"),
+        ("8613800138000.0", "13800138000"),
     ],
 )
 def test_normalize_accepts_documented_forms(raw: object, expected: str) -> None:
@@ -45,6 +52,18 @@ def test_normalize_accepts_documented_forms(raw: object, expected: str) -> None:
         ("", "empty"),
         (None, "empty"),
         (1.3812348e10, "float"),
+        ("1380013800.0", "10 digits"),  # a 10-digit typo exported as a float: not 13800138000
+        ("138001380.00", "9 digits"),
+        ("13800138000.5", "characters other than digits"),
+        ("1.3800138E+10", "characters other than digits"),
+        ("138.0013.8000", "characters other than digits"),  # "." is not a separator
+        # Separators that would join fragments into a number nobody wrote.
+        ("1380013800 0", "where a number is not split"),
+        ("138001 38000", "where a number is not split"),
+        ("1380-013-8000", "where a number is not split"),
+        ("+86 1380013800-0", "where a number is not split"),
+        ("(13800138000)", "where a number is not split"),
+        ("138 0013 8000 -", "where a number is not split"),
     ],
 )
 def test_normalize_refuses_with_reason_and_never_shows_the_number(raw: object, reason: str) -> None:

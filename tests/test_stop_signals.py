@@ -23,7 +23,7 @@ from airflow_provider_sms.dispatch.engine import Campaign, CampaignOptions, stop
 from airflow_provider_sms.dispatch.recipients import Cleaner, rows_from_items
 from airflow_provider_sms.dispatch.senders import MmsSender
 from airflow_provider_sms.sandbox.server import SandboxServer
-from tests.conftest import control, deliveries, run_dag
+from tests.conftest import control, run_dag
 from tests.test_gateways import ihuyi
 
 pytestmark = pytest.mark.usefixtures("airflow_db")

@@ -172,8 +172,16 @@ class Campaign:
 
     # ----- outcomes -------------------------------------------------------------------------------
     def _refused(self, item: Refused) -> None:
-        outcome = Outcome.DUPLICATE if item.duplicate else Outcome.REJECTED
-        code = "" if item.duplicate else "invalid_input"
+        if item.stop:
+            # The input cannot be read from this row on: it and every row after it are not sent. The
+            # rows before it were good and still go out (no _stop); the summary says why it ended.
+            outcome, code = Outcome.NOT_SENT, "stopped"
+            if self.summary.stopped is None:
+                self.summary.stopped = item.reason
+                self.log.error("The recipients stop being readable; no later row is sent: %s", item.reason)
+        else:
+            outcome = Outcome.DUPLICATE if item.duplicate else Outcome.REJECTED
+            code = "" if item.duplicate else "invalid_input"
         self.summary.add(outcome, 1, code, "" if item.duplicate else item.reason)
         if self.report:
             try:

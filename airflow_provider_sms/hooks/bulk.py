@@ -17,6 +17,7 @@ from airflow_provider_sms.dispatch.recipients import (
     looks_like_file,
     rows_from_file,
     rows_from_items,
+    text_encoding,
 )
 from airflow_provider_sms.dispatch.report import ReportWriter
 from airflow_provider_sms.dispatch.retry import RetryPolicy
@@ -53,6 +54,7 @@ class BulkSettings:
     report_unmasked: bool = False
     progress_interval: float = 10.0
     mark_ahead: int | None = None  # batches marked ahead of a free connection (None: CampaignOptions')
+    encoding: str = "utf-8"  # of a recipients file ("gb18030" reads GBK exports)
 
     def per_request(self, tuning: SendTuning, maximum: int) -> int:
         """Numbers per request: this task's, checked against the gateway's limit, or the connection's."""
@@ -75,17 +77,20 @@ def _open_path(uri: str) -> Any:
     return Path(uri.removeprefix("file://"))
 
 
-def resolve_rows(recipients: Recipients) -> Callable[[], Iterable[Row]]:
-    """A factory of fresh row streams (the balance guard reads the input twice). Refuses empty input."""
+def resolve_rows(recipients: Recipients, encoding: str = "utf-8") -> Callable[[], Iterable[Row]]:
+    """A factory of fresh row streams (the balance guard reads the input twice). Refuses empty input,
+    and a file name or ``encoding`` that cannot be read, before anything is sent."""
     if recipients is None or (isinstance(recipients, (list, tuple, str)) and not recipients):
         raise InvalidInputError("no recipients: the audience is empty")
     if isinstance(recipients, (str, Path)) and looks_like_file(str(recipients)):
         name = str(recipients).strip()
         check_file_name(name)
+        text_encoding(encoding)
         path = _open_path(name)
-        return lambda: rows_from_file(path, name)
+        return lambda: rows_from_file(path, name, encoding)
     if hasattr(recipients, "open") and hasattr(recipients, "name"):
-        return lambda: rows_from_file(recipients, str(recipients.name))
+        text_encoding(encoding)
+        return lambda: rows_from_file(recipients, str(recipients.name), encoding)
     if isinstance(recipients, (str, int)):
         items = split_numbers(recipients)
         return lambda: rows_from_items(items)

@@ -151,7 +151,7 @@ class IhuyiHook(BaseHook):
         ledger: LedgerSource = None,
         campaign: str = "",
     ) -> Summary:
-        """Send template ``mmsid`` to any number of recipients (list, string, CSV/JSONL file URI)
+        """Send template ``mmsid`` to any number of recipients (list, string, CSV/JSONL/JSON file URI)
         through the bulk engine: batches, concurrency, rate limit, retries, ledger. Returns the summary.
 
         ``check_balance``: before the first request, fail (sending nothing) unless the balance covers
@@ -162,7 +162,7 @@ class IhuyiHook(BaseHook):
             when = format_send_time(send_time)
         except ValueError as exc:
             raise InvalidInputError(str(exc)) from None
-        rows = resolve_rows(recipients)
+        rows = resolve_rows(recipients, settings.encoding)
         sender = MmsSender(
             self.client,
             str(mmsid).strip(),

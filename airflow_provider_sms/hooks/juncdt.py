@@ -117,11 +117,12 @@ class JuncdtHook(BaseHook):
         """Send a templated SMS to any number of recipients through the bulk engine.
 
         ``recipients``: numbers, or ``{"phone": ..., "params": {...}}`` rows (row params override
-        ``params``), or a CSV/JSONL file URI. ``param_names`` / ``template_text`` (``${name}``
+        ``params``; values are text or numbers), or a CSV/JSONL/JSON-array file URI, read in
+        ``bulk.encoding``. ``param_names`` / ``template_text`` (``${name}``
         placeholders) let every row be checked, and the 300-character limit, before any request.
         """
         settings = bulk or BulkSettings()
-        rows = resolve_rows(recipients)
+        rows = resolve_rows(recipients, settings.encoding)
         sender = SmsSender(
             self.client,
             template_code,
@@ -137,6 +138,8 @@ class JuncdtHook(BaseHook):
                 template_text=template_text,
                 max_chars=juncdt.MAX_CONTENT_CHARS,
             )
+
+        cleaner()  # refuses shared params that are not text or numbers, before anything is sent
 
         options = campaign_options(self.tuning, settings)
         self.client.max_connections = options.concurrency  # one per request in flight, not the extra's

@@ -354,7 +354,7 @@ class BulkSendOperator(BaseOperator):
                     f"campaign stopped: {summary.stopped} ({counts}); a retry resends only what did not "
                     "go out"
                 )
-            raise AirflowFailException(f"campaign stopped by a fatal answer: {summary.stopped} ({counts})")
+            raise AirflowFailException(f"campaign stopped: {summary.stopped} ({counts})")
         if summary.failed_ratio() > self.max_failed_ratio:
             raise AirflowException(
                 f"{summary.failed_ratio():.1%} of attempted recipients failed, above max_failed_ratio="

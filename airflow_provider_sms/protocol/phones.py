@@ -1,12 +1,19 @@
-"""Mainland China mobile numbers: normalise, validate, mask (GATEWAYS.md section 3)."""
+"""Mainland China mobile numbers: normalise, validate, mask."""
 
 from __future__ import annotations
 
 import re
 
 _MOBILE = re.compile(r"1[3-9]\d{9}", re.ASCII)  # ASCII digits only: what the gateways take
-_SEPARATORS = re.compile(r"[\s\-().]")
+_SEPARATORS = re.compile(r"[\s\-()]")
 _PREFIXES = ("+86", "0086", "86")
+# Where separators may stand: after the country prefix (itself maybe in parentheses), and between the
+# 3-4-4 groups of the number. Anywhere else they would join fragments into a number nobody wrote.
+_GAP = r"(?:\s*-\s*|\s+)"
+_LAYOUT = re.compile(
+    rf"(?:(?:\+86|0086|86|\((?:\+86|0086|86)\)){_GAP}?)?(?:[0-9]{{11}}|[0-9]{{3}}{_GAP}[0-9]{{4}}{_GAP}[0-9]{{4}})"
+)
+_FLOAT_EXPORT = re.compile(r"([0-9]+)\.0+")  # 13800138000.0: a number column written as floats
 # A number inside free text (an error message): standing on its own, not part of a longer id.
 _IN_TEXT = re.compile(r"(?<![0-9A-Za-z*])(?:\+86|0086|86)?1[3-9]\d{9}(?![0-9A-Za-z])", re.ASCII)
 
@@ -40,7 +47,12 @@ def mask_in_text(text: str) -> str:
 def normalize(raw: object) -> str:
     """Return the 11-digit form of ``raw`` or raise :class:`InvalidPhoneNumber`.
 
-    Accepts ``+86``/``0086``/``86`` prefixes, spaces, dashes, dots and parentheses, and ints.
+    Accepts ints, an optional ``+86``/``0086``/``86`` prefix (also in parentheses), and spaces or
+    dashes only where people write them: after the prefix and between the 3-4-4 groups
+    (``+86 138-0013-8000``, ``(0086)13800138000``, ``138 0013 8000``). A separator anywhere else is
+    refused rather than removed: ``1380013800 0`` is a 10-digit typo and a stray digit, not a number.
+    A trailing ``.0`` (a number column exported as floats by Excel or pandas) is dropped, and the rest
+    judged as written: ``1380013800.0`` has 10 digits. ``.`` is not a separator.
     """
     if type(raw) is str and _MOBILE.fullmatch(raw):  # already normal: most rows of a big file
         return raw
@@ -49,9 +61,12 @@ def normalize(raw: object) -> str:
     if isinstance(raw, float):
         # A float has already lost the number's identity (e.g. 1.38e10); refuse rather than guess.
         raise InvalidPhoneNumber(mask(raw), "numbers must be strings or ints, not floats")
-    text = _SEPARATORS.sub("", str(raw))
-    if not text:
+    written = str(raw).strip()
+    if not written:
         raise InvalidPhoneNumber("<empty>", "empty number")
+    if written[-1] == "0" and (exported := _FLOAT_EXPORT.fullmatch(written)):
+        written = exported.group(1)
+    text = _SEPARATORS.sub("", written)
     for prefix in _PREFIXES:
         if text.startswith(prefix) and len(text) == len(prefix) + 11:
             text = text[len(prefix) :]
@@ -62,6 +77,12 @@ def normalize(raw: object) -> str:
         raise InvalidPhoneNumber(mask(text), f"{len(text)} digits, a mainland mobile number has 11")
     if not _MOBILE.fullmatch(text):
         raise InvalidPhoneNumber(mask(text), "not a mainland mobile number (must match 1[3-9]xxxxxxxxx)")
+    if len(written) != len(text) and not _LAYOUT.fullmatch(written):
+        raise InvalidPhoneNumber(
+            mask(text),
+            "spaces, dashes or parentheses where a number is not split "
+            "(write its 11 digits together or in 3-4-4 groups, after an optional +86)",
+        )
     return text
 
 
