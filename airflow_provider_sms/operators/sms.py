@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
     from airflow_provider_sms.dispatch.ledger import Ledger
     from airflow_provider_sms.dispatch.outcomes import Summary
-    from airflow_provider_sms.hooks.bulk import BulkSettings
+    from airflow_provider_sms.dispatch.settings import SendSettings
 
 
 class SmsSendOperator(BulkSendOperator):
@@ -69,7 +69,7 @@ class SmsSendOperator(BulkSendOperator):
         self.template_text = template_text
         self.juncdt_conn_id = juncdt_conn_id
 
-    def send(self, context: Context, bulk: BulkSettings, ledger: Ledger | None) -> Summary:
+    def send(self, context: Context, bulk: SendSettings, ledger: Ledger | None) -> Summary:
         from airflow_provider_sms.hooks.juncdt import JuncdtHook
 
         hook = JuncdtHook(juncdt_conn_id=self.juncdt_conn_id)
