@@ -4,64 +4,44 @@ from __future__ import annotations
 
 from typing import Any
 
-# Label and description of each form field; its type, bounds and default come from the model.
-_FORM = {
-    "timeout": ("Timeout (seconds)", "Upper bound of one gateway call, reply included."),
-    "concurrency": ("Concurrent requests", "Requests in flight at once during a bulk send."),
-    "requests_per_second": (
-        "Requests per second",
-        "Never exceeded in a bulk send (carriers block senders that burst). Empty: no limit.",
-    ),
-    "max_attempts": (
-        "Attempts per request",
-        "Tries of one request on transient faults, with exponential backoff and jitter.",
-    ),
+# Bounds and defaults as in dispatch.settings (the hooks check extras with its models), written out:
+# Airflow reads this in every process it starts, where building those models would cost ~80 ms.
+# tests/test_settings.py checks that they agree.
+_TUNING: dict[str, dict[str, Any]] = {
+    "timeout": {
+        "label": "Timeout (seconds)",
+        "description": "Upper bound of one gateway call, reply included.",
+        "schema": {"type": ["number", "null"], "default": 30, "minimum": 0.1, "maximum": 600},
+    },
+    "concurrency": {
+        "label": "Concurrent requests",
+        "description": "Requests in flight at once during a bulk send.",
+        "schema": {"type": ["integer", "null"], "default": 16, "minimum": 1, "maximum": 512},
+    },
+    "requests_per_second": {
+        "label": "Requests per second",
+        "description": "Never exceeded in a bulk send (carriers block senders that burst). Empty: no limit.",
+        "schema": {"type": ["number", "null"], "minimum": 0.1, "maximum": 100_000},
+    },
+    "max_attempts": {
+        "label": "Attempts per request",
+        "description": "Tries of one request on transient faults, with exponential backoff and jitter.",
+        "schema": {"type": ["integer", "null"], "default": 4, "minimum": 1, "maximum": 20},
+    },
+    "verify_tls": {
+        "label": "Verify TLS certificates",
+        "description": "Turn off only for a test gateway.",
+        "schema": {"type": ["boolean", "null"], "default": True},
+    },
+    "ca_bundle": {
+        "label": "CA bundle (path)",
+        "description": "PEM file of CA certificates to trust instead of the default ones (a private CA).",
+        "schema": {"type": ["string", "null"]},
+    },
 }
 
 
-def _form_field(properties: dict[str, Any], name: str) -> dict[str, Any]:
-    """A connection form field from a settings model's JSON schema: its bounds and default are the
-    ones the hooks check, declared once in ``dispatch.settings``."""
-    prop = properties[name]
-    branch = next((b for b in prop.get("anyOf", [prop]) if b.get("type") != "null"), prop)
-    schema: dict[str, Any] = {"type": [branch["type"], "null"]}
-    if prop.get("default") is not None:
-        schema["default"] = prop["default"]
-    # An optional field's bounds may be written ``ge``/``le`` by pydantic: as JSON Schema words here.
-    for key, word in (("minimum", "minimum"), ("ge", "minimum"), ("maximum", "maximum"), ("le", "maximum")):
-        if key in branch:
-            schema[word] = branch[key]
-    label, description = _FORM[name]
-    return {"label": label, "description": description, "schema": schema}
-
-
-def _tuning() -> dict[str, dict[str, Any]]:
-    from airflow_provider_sms.dispatch.settings import ConnectionExtras, SendSettings
-
-    extras = ConnectionExtras.model_json_schema()["properties"]
-    settings = SendSettings.model_json_schema()["properties"]
-    return {
-        # The default timeout is the gateway clients' (gateways.transport), which this import stays clear of.
-        "timeout": _form_field(extras, "timeout") | {"default": 30},
-        **{
-            name: _form_field(settings, name)
-            for name in ("concurrency", "requests_per_second", "max_attempts")
-        },
-        "verify_tls": {
-            "label": "Verify TLS certificates",
-            "description": "Turn off only for a test gateway.",
-            "schema": {"type": ["boolean", "null"], "default": True},
-        },
-        "ca_bundle": {
-            "label": "CA bundle (path)",
-            "description": "PEM file of CA certificates to trust instead of the default ones (a private CA).",
-            "schema": {"type": ["string", "null"]},
-        },
-    }
-
-
 def get_provider_info() -> dict[str, Any]:
-    tuning = _tuning()
     return {
         "package-name": "airflow-provider-sms",
         "name": "SMS and MMS (ihuyi, juncdt)",
@@ -105,7 +85,7 @@ def get_provider_info() -> dict[str, Any]:
                     "pid": {
                         "label": "Default product id (pid)",
                         "description": "Used when a task does not pass pid.",
-                        "schema": {"type": ["integer", "null"], "minimum": 0},
+                        "schema": {"type": ["integer", "null"], "minimum": 0, "maximum": 2**31},
                     },
                     "numbers_per_request": {
                         "label": "Numbers per request",
@@ -116,7 +96,7 @@ def get_provider_info() -> dict[str, Any]:
                             "maximum": 1000,
                         },
                     },
-                    **tuning,
+                    **_TUNING,
                 },
                 "ui-field-behaviour": {
                     "hidden-fields": ["schema", "port", "extra"],
@@ -148,7 +128,7 @@ def get_provider_info() -> dict[str, Any]:
                         "description": "1 as the vendor's sample; up to 500 when recipients share params.",
                         "schema": {"type": ["integer", "null"], "default": 1, "minimum": 1, "maximum": 500},
                     },
-                    **tuning,
+                    **_TUNING,
                 },
                 "ui-field-behaviour": {
                     "hidden-fields": ["schema", "port", "extra"],

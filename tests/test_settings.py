@@ -219,3 +219,49 @@ def test_settings_computed_by_templates_are_used(connections: SandboxServer) -> 
     assert len(deliveries(connections, "ihuyi")) == 30
     shown = result.rendered[("send", -1)]
     assert (shown["concurrency"], shown["numbers_per_request"], shown["max_attempts"]) == ("2", "10", "3")
+
+
+def test_the_connection_form_shows_the_bounds_the_hooks_check() -> None:
+    """The form's bounds are written out (Airflow reads them in every process it starts); they must be
+    the models' and the gateways'."""
+    from airflow_provider_sms.dispatch.settings import ConnectionExtras
+    from airflow_provider_sms.gateways import juncdt
+    from airflow_provider_sms.get_provider_info import get_provider_info
+    from airflow_provider_sms.hooks import ihuyi
+
+    def model_schema(model: type[Any], name: str) -> dict[str, Any]:
+        info = model.model_fields[name]
+        schema: dict[str, Any] = {"type": "integer" if "int" in str(info.annotation) else "number"}
+        for item in info.metadata:
+            if hasattr(item, "ge"):
+                schema["minimum"] = item.ge
+            if hasattr(item, "le"):
+                schema["maximum"] = item.le
+        return schema | ({"default": info.default} if info.default is not None else {})
+
+    per_request = {
+        "ihuyi": (ihuyi.DEFAULT_NUMBERS_PER_REQUEST, ihuyi.MAX_NUMBERS_PER_REQUEST),
+        "juncdt": (1, juncdt.MAX_NUMBERS_PER_REQUEST),
+    }
+    for conn_type in get_provider_info()["connection-types"]:
+        fields = conn_type["conn-fields"]
+        shown = {
+            name: {k: v for k, v in field["schema"].items() if k != "type"}
+            | {"type": field["schema"]["type"][0]}
+            for name, field in fields.items()
+            if field["schema"]["type"][0] in ("integer", "number")
+        }
+        expected = {name: model_schema(SendSettings, name) for name in ("concurrency", "max_attempts")}
+        expected["requests_per_second"] = model_schema(SendSettings, "requests_per_second")
+        expected["timeout"] = model_schema(ConnectionExtras, "timeout") | {"default": 30}
+        default, most = per_request[conn_type["connection-type"]]
+        expected["numbers_per_request"] = {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": most,
+            "default": default,
+        }
+        assert most <= model_schema(SendSettings, "numbers_per_request")["maximum"]
+        if "pid" in fields:
+            expected["pid"] = model_schema(ConnectionExtras, "pid")
+        assert shown == expected
