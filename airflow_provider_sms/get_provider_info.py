@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+# Bounds and defaults as in dispatch.settings (the hooks check extras with its models), written out:
+# Airflow reads this in every process it starts, where building those models would cost ~80 ms.
+# tests/test_settings.py checks that they agree.
 _TUNING: dict[str, dict[str, Any]] = {
     "timeout": {
         "label": "Timeout (seconds)",
         "description": "Upper bound of one gateway call, reply included.",
-        "schema": {"type": ["number", "null"], "default": 30, "minimum": 0.1},
+        "schema": {"type": ["number", "null"], "default": 30, "minimum": 0.1, "maximum": 600},
     },
     "concurrency": {
         "label": "Concurrent requests",
@@ -18,7 +21,7 @@ _TUNING: dict[str, dict[str, Any]] = {
     "requests_per_second": {
         "label": "Requests per second",
         "description": "Never exceeded in a bulk send (carriers block senders that burst). Empty: no limit.",
-        "schema": {"type": ["number", "null"], "minimum": 0.1},
+        "schema": {"type": ["number", "null"], "minimum": 0.1, "maximum": 100_000},
     },
     "max_attempts": {
         "label": "Attempts per request",
@@ -82,7 +85,7 @@ def get_provider_info() -> dict[str, Any]:
                     "pid": {
                         "label": "Default product id (pid)",
                         "description": "Used when a task does not pass pid.",
-                        "schema": {"type": ["integer", "null"], "minimum": 0},
+                        "schema": {"type": ["integer", "null"], "minimum": 0, "maximum": 2**31},
                     },
                     "numbers_per_request": {
                         "label": "Numbers per request",

@@ -54,13 +54,11 @@ def bulk_sms(rows: list[Any], **kwargs: Any) -> Callable[[], Any]:
 
 def bulk(hook: str, recipients: Any, **settings: Any) -> Callable[[], Any]:
     """A bulk send with task-level settings (what an operator passes the hook)."""
-    from airflow_provider_sms.hooks.bulk import BulkSettings
+    from airflow_provider_sms.dispatch.settings import send_settings
 
     if hook == "ihuyi":
-        return lambda: IhuyiHook().send_bulk(recipients, "1001", bulk=BulkSettings(**settings))
-    return lambda: JuncdtHook().send_bulk(
-        recipients, "TPL_CODE", {"code": "1"}, bulk=BulkSettings(**settings)
-    )
+        return lambda: IhuyiHook().send_bulk(recipients, "1001", bulk=send_settings(settings))
+    return lambda: JuncdtHook().send_bulk(recipients, "TPL_CODE", {"code": "1"}, bulk=send_settings(settings))
 
 
 def operator_settings(**arguments: Any) -> Callable[[], Any]:

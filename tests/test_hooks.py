@@ -188,12 +188,12 @@ def test_a_task_concurrency_above_the_connections_gets_a_connection_per_worker(
 ) -> None:
     # The connection says 2; the task asks for 8 workers. With a pool of 2, six requests would wait for
     # a connection inside their timeout and end ambiguous (never resent) though the gateway is fine.
-    from airflow_provider_sms.hooks.bulk import BulkSettings
+    from airflow_provider_sms.dispatch.settings import SendSettings
 
     set_conn(monkeypatch, "juncdt_default", juncdt_conn(connections.url, concurrency=2, timeout=3))
     control(connections, "POST", "/_sandbox/faults", {"latency_ms": 1200})
     numbers = [f"1380013{i:04d}" for i in range(8)]
-    summary = JuncdtHook().send_bulk(numbers, "TPL_CODE", {"code": "1"}, bulk=BulkSettings(concurrency=8))
+    summary = JuncdtHook().send_bulk(numbers, "TPL_CODE", {"code": "1"}, bulk=SendSettings(concurrency=8))
     assert summary.counts["accepted"] == 8 and summary.counts["ambiguous"] == 0
 
 

@@ -240,13 +240,14 @@ def test_mark_ahead_is_a_quarter_of_concurrency_where_a_send_journal_is_kept(
     """The crash bound of the Delivery guarantees (``concurrency`` batches) holds by default: batches
     are marked ahead only with a send journal, unless the task asks; its value, as given or as a
     template rendered it, reaches the campaign."""
+    from airflow_provider_sms.dispatch.settings import SendSettings
     from airflow_provider_sms.hooks.bulk import campaign_options
-    from airflow_provider_sms.hooks.settings import SendTuning
     from airflow_provider_sms.operators.sms import SmsSendOperator
 
     operator = SmsSendOperator(
         task_id="t", recipients="13812348000", template_code="TPL_CODE", mark_ahead=given
     )
     assert "mark_ahead" in operator.template_fields
-    options = campaign_options(SendTuning(numbers_per_request=1, concurrency=16), operator.bulk_settings())
+    connection = SendSettings(numbers_per_request=1, concurrency=16)
+    options = campaign_options(operator.bulk_settings().over(connection))
     assert (options.ahead(journaled=True), options.ahead(journaled=False)) == (with_journal, without)

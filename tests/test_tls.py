@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from airflow_provider_sms.dispatch.settings import SendSettings
 from airflow_provider_sms.gateways.errors import InvalidInputError, TransportError
-from airflow_provider_sms.hooks.bulk import BulkSettings
 from airflow_provider_sms.hooks.ihuyi import IhuyiHook
 from airflow_provider_sms.hooks.juncdt import JuncdtHook
 from airflow_provider_sms.sandbox.server import SandboxServer
@@ -88,7 +88,7 @@ def test_an_untrusted_certificate_is_refused_before_anything_is_sent(
     assert not ok and UNTRUSTED in message
     # The bulk path (aiohttp): one attempt, the campaign fails with the reason in its summary.
     summary = JuncdtHook().send_bulk(
-        ["13800138000", "13900139000"], "TPL_CODE", {"code": "1"}, bulk=BulkSettings(max_attempts=1)
+        ["13800138000", "13900139000"], "TPL_CODE", {"code": "1"}, bulk=SendSettings(max_attempts=1)
     )
     assert summary.counts["failed"] == 2 and summary.counts["accepted"] == 0
     assert any(UNTRUSTED in reason for reason in summary.reasons), summary.reasons

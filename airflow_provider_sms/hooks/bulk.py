@@ -4,7 +4,6 @@ reports to any storage Airflow's fsspec reaches, the ledger chosen by connection
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,41 +30,12 @@ if TYPE_CHECKING:
     from airflow_provider_sms.dispatch.ledger import Ledger
     from airflow_provider_sms.dispatch.outcomes import Summary
     from airflow_provider_sms.dispatch.senders import BatchSender
-    from airflow_provider_sms.hooks.settings import SendTuning
+    from airflow_provider_sms.dispatch.settings import SendSettings
 
     # A ledger, or a factory the campaign calls when it starts (after the arguments were checked).
     LedgerSource: TypeAlias = Ledger | Callable[[], Ledger | None] | None
 
 Recipients = Any  # a list of numbers or rows, one string of numbers, or a file path / URI
-
-
-@dataclass(frozen=True)
-class BulkSettings:
-    """Per-task overrides of the connection's tuning, and what to do with outcomes."""
-
-    concurrency: int | None = None
-    requests_per_second: float | None = None
-    numbers_per_request: int | None = None
-    max_attempts: int | None = None
-    dry_run: bool = False
-    resend_ambiguous: bool = False
-    report_uri: str | None = None
-    report_format: str | None = None
-    report_unmasked: bool = False
-    progress_interval: float = 10.0
-    mark_ahead: int | None = None  # batches marked ahead of a free connection (None: CampaignOptions')
-    encoding: str = "utf-8"  # of a recipients file ("gb18030" reads GBK exports)
-
-    def per_request(self, tuning: SendTuning, maximum: int) -> int:
-        """Numbers per request: this task's, checked against the gateway's limit, or the connection's."""
-        if self.numbers_per_request is None:
-            return tuning.numbers_per_request
-        if not 1 <= self.numbers_per_request <= maximum:
-            raise InvalidInputError(
-                f"numbers_per_request must be between 1 and {maximum} for this gateway, "
-                f"got {self.numbers_per_request}"
-            )
-        return self.numbers_per_request
 
 
 def _open_path(uri: str) -> Any:
@@ -114,16 +84,18 @@ def open_report(uri: str | None, fmt: str | None, unmasked: bool) -> ReportWrite
     return ReportWriter(path.open("w", encoding="utf-8", newline=""), kind, unmasked=unmasked)
 
 
-def campaign_options(tuning: SendTuning, bulk: BulkSettings, preflight: Any = None) -> CampaignOptions:
+def campaign_options(settings: SendSettings, preflight: Any = None) -> CampaignOptions:
+    """The engine's options from a send's settings (a task's over its connection's: ``over``)."""
     return CampaignOptions(
-        concurrency=bulk.concurrency or tuning.concurrency,
-        requests_per_second=bulk.requests_per_second or tuning.requests_per_second,
-        retry=RetryPolicy(max_attempts=bulk.max_attempts or tuning.max_attempts),
-        resend_ambiguous=bulk.resend_ambiguous,
-        dry_run=bulk.dry_run,
-        progress_interval=bulk.progress_interval,
+        concurrency=settings.concurrency,
+        requests_per_second=settings.requests_per_second,
+        retry=RetryPolicy(max_attempts=settings.max_attempts),
+        resend_ambiguous=settings.resend_ambiguous,
+        dry_run=settings.dry_run,
+        progress_interval=settings.progress_interval,
         preflight=preflight,
-        mark_ahead=bulk.mark_ahead,
+        mark_ahead=settings.mark_ahead,
+        max_consecutive_ambiguous=settings.max_consecutive_ambiguous,
     )
 
 
@@ -132,7 +104,7 @@ def run_bulk(
     rows: Callable[[], Iterable[Row]],
     cleaner: Callable[[], Cleaner],
     options: CampaignOptions,
-    bulk: BulkSettings,
+    bulk: SendSettings,
     *,
     ledger: LedgerSource = None,
     log: Log | None = None,

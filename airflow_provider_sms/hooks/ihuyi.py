@@ -9,6 +9,7 @@ from airflow.sdk import BaseHook
 
 from airflow_provider_sms.dispatch.recipients import Cleaner
 from airflow_provider_sms.dispatch.senders import MmsSender
+from airflow_provider_sms.dispatch.settings import SendSettings
 from airflow_provider_sms.gateways import ihuyi
 from airflow_provider_sms.gateways.errors import (
     GatewayError,
@@ -16,8 +17,8 @@ from airflow_provider_sms.gateways.errors import (
     InvalidInputError,
     raise_for_reply,
 )
-from airflow_provider_sms.hooks.bulk import BulkSettings, campaign_options, resolve_rows, run_bulk
-from airflow_provider_sms.hooks.settings import ConnectionFields, SendTuning, mask_secrets
+from airflow_provider_sms.hooks.bulk import campaign_options, resolve_rows, run_bulk
+from airflow_provider_sms.hooks.settings import ConnectionFields, check_per_request, mask_secrets
 from airflow_provider_sms.protocol import phones
 from airflow_provider_sms.protocol.sendtime import format_send_time
 
@@ -71,20 +72,20 @@ class IhuyiHook(BaseHook):
         return fields
 
     @cached_property
-    def tuning(self) -> SendTuning:
+    def tuning(self) -> SendSettings:
         return self.fields.tuning(DEFAULT_NUMBERS_PER_REQUEST, MAX_NUMBERS_PER_REQUEST)
 
     @cached_property
     def client(self) -> ihuyi.IhuyiClient:
         """The gateway client, built once from the Connection."""
         f = self.fields
-        pid = f.number("pid", None, low=0, high=2**31, integer=True)
+        pid = f.checked_extras().pid
         settings = f.http_settings(ihuyi.DEFAULT_HOST)
         return ihuyi.IhuyiClient(
             f.required(f.conn.login, "login (ihuyi account / APIID)"),
             f.required(f.conn.password, "password (ihuyi API key)"),
             settings,
-            default_pid=None if pid is None else int(pid),
+            default_pid=pid,
             max_connections=self.tuning.concurrency,
         )
 
@@ -95,9 +96,10 @@ class IhuyiHook(BaseHook):
         self, mobiles: str | list[str], mmsid: str | int, send_time: Any
     ) -> tuple[list[str], str, str]:
         numbers = normalize_all(mobiles)
-        if len(numbers) > self.tuning.numbers_per_request:
+        limit = check_per_request(self.tuning.numbers_per_request, MAX_NUMBERS_PER_REQUEST)
+        if len(numbers) > limit:
             raise InvalidInputError(
-                f"{len(numbers)} numbers exceed one request ({self.tuning.numbers_per_request}); "
+                f"{len(numbers)} numbers exceed one request ({limit}); "
                 "use MmsSendOperator or IhuyiHook.send_bulk for larger audiences"
             )
         try:
@@ -146,7 +148,7 @@ class IhuyiHook(BaseHook):
         pid: int | None = None,
         send_time: Any = None,
         *,
-        bulk: BulkSettings | None = None,
+        bulk: SendSettings | None = None,
         check_balance: bool = False,
         ledger: LedgerSource = None,
         campaign: str = "",
@@ -154,10 +156,12 @@ class IhuyiHook(BaseHook):
         """Send template ``mmsid`` to any number of recipients (list, string, CSV/JSONL/JSON file URI)
         through the bulk engine: batches, concurrency, rate limit, retries, ledger. Returns the summary.
 
-        ``check_balance``: before the first request, fail (sending nothing) unless the balance covers
-        the recipients still to send.
+        ``bulk``: this send's settings, over the connection's (where given). ``check_balance`` (or
+        ``bulk.check_balance``): before the first request, fail (sending nothing) unless the balance
+        covers the recipients still to send.
         """
-        settings = bulk or BulkSettings()
+        settings = (bulk or SendSettings()).over(self.tuning)
+        per_request = check_per_request(settings.numbers_per_request, MAX_NUMBERS_PER_REQUEST)
         try:
             when = format_send_time(send_time)
         except ValueError as exc:
@@ -168,7 +172,7 @@ class IhuyiHook(BaseHook):
             str(mmsid).strip(),
             pid=pid,
             send_time=when,
-            numbers_per_request=settings.per_request(self.tuning, MAX_NUMBERS_PER_REQUEST),
+            numbers_per_request=per_request,
         )
 
         async def guard(needed: int) -> None:
@@ -180,7 +184,7 @@ class IhuyiHook(BaseHook):
                 )
 
         options = campaign_options(
-            self.tuning, settings, guard if check_balance and not settings.dry_run else None
+            settings, guard if (check_balance or settings.check_balance) and not settings.dry_run else None
         )
         self.client.max_connections = options.concurrency  # one per request in flight, not the extra's
         return run_bulk(

@@ -9,11 +9,12 @@ from airflow.sdk import BaseHook
 
 from airflow_provider_sms.dispatch.recipients import Cleaner
 from airflow_provider_sms.dispatch.senders import SmsSender
+from airflow_provider_sms.dispatch.settings import SendSettings
 from airflow_provider_sms.gateways import juncdt
 from airflow_provider_sms.gateways.errors import GatewayError, InvalidInputError, raise_for_reply
-from airflow_provider_sms.hooks.bulk import BulkSettings, campaign_options, resolve_rows, run_bulk
+from airflow_provider_sms.hooks.bulk import campaign_options, resolve_rows, run_bulk
 from airflow_provider_sms.hooks.ihuyi import normalize_all
-from airflow_provider_sms.hooks.settings import ConnectionFields, SendTuning, mask_secrets
+from airflow_provider_sms.hooks.settings import ConnectionFields, check_per_request, mask_secrets
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -50,7 +51,7 @@ class JuncdtHook(BaseHook):
         return fields
 
     @cached_property
-    def tuning(self) -> SendTuning:
+    def tuning(self) -> SendSettings:
         return self.fields.tuning(1, juncdt.MAX_NUMBERS_PER_REQUEST)
 
     @cached_property
@@ -71,9 +72,10 @@ class JuncdtHook(BaseHook):
 
     def _prepare(self, phone: str | list[str]) -> list[str]:
         numbers = normalize_all(phone)
-        if len(numbers) > self.tuning.numbers_per_request:
+        limit = check_per_request(self.tuning.numbers_per_request, juncdt.MAX_NUMBERS_PER_REQUEST)
+        if len(numbers) > limit:
             raise InvalidInputError(
-                f"{len(numbers)} numbers exceed one request ({self.tuning.numbers_per_request}); "
+                f"{len(numbers)} numbers exceed one request ({limit}); "
                 "use SmsSendOperator or JuncdtHook.send_bulk for larger audiences"
             )
         return numbers
@@ -110,7 +112,7 @@ class JuncdtHook(BaseHook):
         *,
         param_names: list[str] | None = None,
         template_text: str | None = None,
-        bulk: BulkSettings | None = None,
+        bulk: SendSettings | None = None,
         ledger: LedgerSource = None,
         campaign: str = "",
     ) -> Summary:
@@ -121,13 +123,14 @@ class JuncdtHook(BaseHook):
         ``bulk.encoding``. ``param_names`` / ``template_text`` (``${name}``
         placeholders) let every row be checked, and the 300-character limit, before any request.
         """
-        settings = bulk or BulkSettings()
+        settings = (bulk or SendSettings()).over(self.tuning)
+        per_request = check_per_request(settings.numbers_per_request, juncdt.MAX_NUMBERS_PER_REQUEST)
         rows = resolve_rows(recipients, settings.encoding)
         sender = SmsSender(
             self.client,
             template_code,
             sign_code=sign_code,
-            numbers_per_request=settings.per_request(self.tuning, juncdt.MAX_NUMBERS_PER_REQUEST),
+            numbers_per_request=per_request,
         )
         shared = dict(params or {})
 
@@ -141,7 +144,7 @@ class JuncdtHook(BaseHook):
 
         cleaner()  # refuses shared params that are not text or numbers, before anything is sent
 
-        options = campaign_options(self.tuning, settings)
+        options = campaign_options(settings)
         self.client.max_connections = options.concurrency  # one per request in flight, not the extra's
         return run_bulk(
             sender,

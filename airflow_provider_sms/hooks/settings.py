@@ -4,63 +4,20 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from pydantic import BaseModel
+
+from airflow_provider_sms.dispatch.settings import ConnectionExtras, SendSettings, validate
 from airflow_provider_sms.gateways.errors import InvalidInputError
 from airflow_provider_sms.gateways.transport import DEFAULT_TIMEOUT, HttpSettings
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
 
-# Bounds of the tuning knobs, for a connection's extras and a task's arguments alike.
-LIMITS: dict[str, tuple[float, float]] = {
-    "concurrency": (1, 512),
-    "requests_per_second": (0.1, 100_000),
-    "max_attempts": (1, 20),
-    "mark_ahead": (0, 512),
-}
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-
-
-@dataclass(frozen=True, slots=True)
-class SendTuning:
-    """Knobs of the bulk send path, set per connection (extras) and overridable per task."""
-
-    numbers_per_request: int
-    concurrency: int = 16
-    requests_per_second: float | None = None  # None = no limit beyond concurrency
-    max_attempts: int = 4
-
-
-def parse_flag(value: object, what: str) -> bool:
-    """A yes/no setting (a bool, or a word as a template renders it). Anything else is an error, not
-    "no": a typo must not turn a check off, or a dry run into a real send."""
-    if isinstance(value, bool):
-        return value
-    word = str(value).strip().lower()
-    if word in _TRUE or word in _FALSE:
-        return word in _TRUE
-    raise InvalidInputError(f"{what} must be true or false, got {value!r}")
-
-
-def parse_number(value: object, what: str, *, low: float, high: float, integer: bool = False) -> float | None:
-    """An optional number setting (empty: None), as given or as a template renders it."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    kind = "a whole number" if integer else "a number"
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        number = float(value) if isinstance(value, (int, float)) else float(str(value).strip())
-        if integer and not number.is_integer():
-            raise ValueError
-    except (TypeError, ValueError):
-        raise InvalidInputError(f"{what} must be {kind}, got {value!r}") from None
-    if not low <= number <= high:
-        raise InvalidInputError(f"{what} must be between {low:g} and {high:g}, got {number:g}")
-    return int(number) if integer else number
+# The extras that set a send's tuning (a task's arguments override them).
+TUNING_EXTRAS = ("concurrency", "requests_per_second", "numbers_per_request", "max_attempts")
+Model = TypeVar("Model", bound=BaseModel)
 
 
 class ConnectionFields:
@@ -89,23 +46,19 @@ class ConnectionFields:
         value = self._raw(key)
         return default if value is None else str(value)
 
-    def number(
-        self, key: str, default: float | None, *, low: float, high: float, integer: bool = False
-    ) -> float | None:
-        what = f"connection {self.conn.conn_id!r}: extra {key!r}"
-        value = parse_number(self._raw(key), what, low=low, high=high, integer=integer)
-        return default if value is None else value
+    def settings(self, model: type[Model], keys: tuple[str, ...]) -> Model:
+        """The extras ``keys`` read by ``model``'s field rules (its defaults where absent); an error names
+        the connection and each bad extra."""
+        return validate(
+            model,
+            {key: self._raw(key) for key in keys},
+            what=f"connection {self.conn.conn_id!r}: ",
+            name=lambda key: f"extra {key!r}",
+        )
 
-    def integer(self, key: str, default: int, *, low: int, high: int) -> int:
-        value = self.number(key, default, low=low, high=high, integer=True)
-        return int(default if value is None else value)
-
-    def flag(self, key: str, default: bool) -> bool:
-        """A yes/no extra. Anything else is an error, not "no": a typo must not turn a check off."""
-        value = self._raw(key)
-        if value is None:
-            return default
-        return parse_flag(value, f"connection {self.conn.conn_id!r}: extra {key!r}")
+    def checked_extras(self) -> ConnectionExtras:
+        """``timeout``, ``pid`` and ``verify_tls``, checked."""
+        return self.settings(ConnectionExtras, ("timeout", "pid", "verify_tls"))
 
     def http_settings(self, default_host: str) -> HttpSettings:
         """How to reach the gateway: host, ``timeout``, and TLS (``verify_tls``, ``ca_bundle``)."""
@@ -115,11 +68,11 @@ class ConnectionFields:
                 f"connection {self.conn.conn_id!r}: extra 'ca_bundle' must be the path of a PEM file of "
                 f"CA certificates on the worker; there is no file {ca_bundle!r}"
             )
-        timeout = self.number("timeout", DEFAULT_TIMEOUT, low=0.1, high=600)
+        extras = self.checked_extras()
         return HttpSettings(
             base_url=self.base_url(default_host),
-            timeout=float(timeout or DEFAULT_TIMEOUT),
-            verify=self.flag("verify_tls", True),
+            timeout=DEFAULT_TIMEOUT if extras.timeout is None else extras.timeout,
+            verify=extras.verify_tls,
             ca_bundle=ca_bundle,
         )
 
@@ -140,17 +93,22 @@ class ConnectionFields:
             raise InvalidInputError(f"connection {self.conn.conn_id!r} has no {field}")
         return value
 
-    def tuning(self, default_per_request: int, max_per_request: int) -> SendTuning:
-        low, high = LIMITS["requests_per_second"]
-        rps = self.number("requests_per_second", None, low=low, high=high)
-        return SendTuning(
-            numbers_per_request=self.integer(
-                "numbers_per_request", default_per_request, low=1, high=max_per_request
-            ),
-            concurrency=self.integer("concurrency", 16, low=1, high=int(LIMITS["concurrency"][1])),
-            requests_per_second=rps,
-            max_attempts=self.integer("max_attempts", 4, low=1, high=int(LIMITS["max_attempts"][1])),
+    def tuning(self, default_per_request: int, max_per_request: int) -> SendSettings:
+        """The connection's send settings: its tuning extras, and the gateway's numbers per request
+        unless the connection sets them (checked against the gateway's maximum)."""
+        tuning = self.settings(SendSettings, TUNING_EXTRAS)
+        given = tuning.numbers_per_request or default_per_request
+        per_request = check_per_request(given, max_per_request, f"connection {self.conn.conn_id!r}: extra ")
+        return tuning.model_copy(update={"numbers_per_request": per_request})
+
+
+def check_per_request(value: int | None, maximum: int, what: str = "") -> int:
+    """Numbers per request within the gateway's own maximum (the settings' bound is the largest one)."""
+    if value is None or not 1 <= value <= maximum:
+        raise InvalidInputError(
+            f"{what}numbers_per_request must be between 1 and {maximum} for this gateway, got {value}"
         )
+    return value
 
 
 def mask_secrets(*secrets: str | None) -> None:

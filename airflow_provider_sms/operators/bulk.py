@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 
     from airflow_provider_sms.dispatch.ledger import Ledger
     from airflow_provider_sms.dispatch.outcomes import Summary
-    from airflow_provider_sms.hooks.bulk import BulkSettings, LedgerSource
+    from airflow_provider_sms.dispatch.settings import SendSettings
+    from airflow_provider_sms.hooks.bulk import LedgerSource
 
 JOURNAL_DIR = "sms_send_journal"  # under AIRFLOW_HOME: the send journals of running campaigns
 
@@ -28,9 +29,18 @@ BULK_TEMPLATE_FIELDS = (
     "dedupe_key",
     "report_uri",
     "is_dry_run",
+    "resend_ambiguous",
+    "report_unmasked",
     "requests_per_second",
     "concurrency",
+    "numbers_per_request",
+    "max_attempts",
+    "max_failed_ratio",
+    "max_rejected_ratio",
+    "progress_interval",
     "mark_ahead",
+    "encoding",
+    "max_consecutive_ambiguous",
 )
 
 
@@ -100,11 +110,21 @@ def ledger_url_from_connection(conn_id: str) -> str:
 class BulkSendOperator(BaseOperator):
     """Base of the send operators: one campaign per task instance, one outcome per recipient.
 
+    Every setting below may be left out (None: the connection's extra, else the default of
+    :class:`~airflow_provider_sms.dispatch.settings.SendSettings`) or given by a template: numbers as
+    numeric text, yes/no settings as true/false, yes/no, on/off or 1/0. Anything else fails the task
+    before anything is sent, the error naming each bad argument.
+
+    :param concurrency: requests in flight at once (1 to 512; default 16).
+    :param requests_per_second: never exceeded (0.1 to 100,000; default: no limit beyond concurrency).
+    :param numbers_per_request: numbers in one request (up to the gateway's maximum).
+    :param max_attempts: tries of one request on transient faults (1 to 20; default 4).
     :param dry_run: validate and estimate (requests, time), send nothing.
     :param report_uri: write a per-recipient report (CSV, or JSON Lines for ``.jsonl``) to this path or
         URI (any storage Airflow's ``ObjectStoragePath`` reaches); numbers masked unless ``report_unmasked``.
     :param max_failed_ratio: fail the task (Airflow may retry; with the ledger a retry resends only what
-        did not go out) when more than this share of attempted recipients failed. Default 0: any failure.
+        did not go out) when more than this share (0 to 1) of attempted recipients failed. Default 0:
+        any failure.
     :param max_rejected_ratio: fail (no retry) when more than this share of recipients was rejected as bad
         input. Default None: rejections are reported, never fatal.
     :param dedupe_key: campaign key of the ledger. Default: this task instance (dag, task, run, map index),
@@ -114,9 +134,15 @@ class BulkSendOperator(BaseOperator):
     :param ledger_conn_id: an Airflow connection to a shared SQL database for the ledger (needed when
         workers run on several machines).
     :param resend_ambiguous: resend recipients whose earlier request may have been delivered.
+    :param progress_interval: seconds between progress lines (1 to 86,400; default 10).
+    :param encoding: text encoding of a recipients file (default ``utf-8``, a BOM tolerated;
+        ``gb18030`` reads GBK exports). A row that does not decode stops the campaign there: the rows
+        before it keep their outcome, it and the rows after it end ``not_sent``.
+    :param max_consecutive_ambiguous: requests in a row that may end ambiguous before the campaign
+        stops (a gateway or network swallowing requests); 0 turns this off. Default 10.
     :param mark_ahead: batches marked ``sending`` in the ledger ahead of a free connection, so the mark's
-        commit overlaps the requests in flight (3 to 12% more throughput in the benchmark, README,
-        Performance). Default: ``concurrency // 4``, with the send journal under ``AIRFLOW_HOME`` that
+        commit overlaps the requests in flight (README, Performance). Default: ``concurrency // 4``,
+        with the send journal under ``AIRFLOW_HOME`` that
         tells a retry which marked batches never went out, so a crash of the task leaves at most
         ``concurrency`` batches ambiguous (README, Delivery guarantees); 0 where no journal can be kept.
     """
@@ -129,22 +155,24 @@ class BulkSendOperator(BaseOperator):
     def __init__(
         self,
         *,
-        concurrency: int | None = None,
-        requests_per_second: float | None = None,
-        numbers_per_request: int | None = None,
-        max_attempts: int | None = None,
-        dry_run: bool = False,
+        concurrency: int | str | None = None,
+        requests_per_second: float | str | None = None,
+        numbers_per_request: int | str | None = None,
+        max_attempts: int | str | None = None,
+        dry_run: bool | str | None = None,
         report_uri: str | None = None,
         report_format: str | None = None,
-        report_unmasked: bool = False,
-        max_failed_ratio: float = 0.0,
-        max_rejected_ratio: float | None = None,
+        report_unmasked: bool | str | None = None,
+        max_failed_ratio: float | str | None = None,
+        max_rejected_ratio: float | str | None = None,
         dedupe_key: str | None = None,
-        use_ledger: bool = True,
+        use_ledger: bool | str | None = None,
         ledger_conn_id: str | None = None,
-        resend_ambiguous: bool = False,
-        progress_interval: float = 10.0,
-        mark_ahead: int | None = None,
+        resend_ambiguous: bool | str | None = None,
+        progress_interval: float | str | None = None,
+        mark_ahead: int | str | None = None,
+        encoding: str | None = None,
+        max_consecutive_ambiguous: int | str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -164,6 +192,8 @@ class BulkSendOperator(BaseOperator):
         self.resend_ambiguous = resend_ambiguous
         self.progress_interval = progress_interval
         self.mark_ahead = mark_ahead
+        self.encoding = encoding
+        self.max_consecutive_ambiguous = max_consecutive_ambiguous
 
     # -- rendering ------------------------------------------------------------------------------------
     def _do_render_template_fields(
@@ -208,28 +238,32 @@ class BulkSendOperator(BaseOperator):
         return value.value if isinstance(value, RenderedAudience) else value
 
     # -- pieces ---------------------------------------------------------------------------------------
-    def bulk_settings(self) -> BulkSettings:
-        """This task's settings, checked (they may come from templates): an error names the argument."""
-        from airflow_provider_sms.hooks.bulk import BulkSettings
-        from airflow_provider_sms.hooks.settings import LIMITS, parse_flag, parse_number
+    def given_settings(self) -> dict[str, Any]:
+        """The send settings this task was given, as given or rendered (None: not given)."""
+        return {
+            "concurrency": self.concurrency,
+            "requests_per_second": self.requests_per_second,
+            "numbers_per_request": self.numbers_per_request,
+            "max_attempts": self.max_attempts,
+            "dry_run": self.is_dry_run,
+            "resend_ambiguous": self.resend_ambiguous,
+            "report_uri": self.report_uri,
+            "report_format": self.report_format,
+            "report_unmasked": self.report_unmasked,
+            "use_ledger": self.use_ledger,
+            "progress_interval": self.progress_interval,
+            "mark_ahead": self.mark_ahead,
+            "max_failed_ratio": self.max_failed_ratio,
+            "max_rejected_ratio": self.max_rejected_ratio,
+            "encoding": self.encoding,
+            "max_consecutive_ambiguous": self.max_consecutive_ambiguous,
+        }
 
-        def number(name: str, value: Any, integer: bool = True) -> Any:
-            low, high = LIMITS.get(name, (1, float("inf")))
-            return parse_number(value, name, low=low, high=high, integer=integer)
+    def bulk_settings(self) -> SendSettings:
+        """This task's settings, checked (they may come from templates): an error names each bad argument."""
+        from airflow_provider_sms.dispatch.settings import send_settings
 
-        return BulkSettings(
-            concurrency=number("concurrency", self.concurrency),
-            requests_per_second=number("requests_per_second", self.requests_per_second, integer=False),
-            numbers_per_request=number("numbers_per_request", self.numbers_per_request),
-            max_attempts=number("max_attempts", self.max_attempts),
-            dry_run=parse_flag(self.is_dry_run, "dry_run"),
-            resend_ambiguous=self.resend_ambiguous,
-            report_uri=self.report_uri or None,
-            report_format=self.report_format,
-            report_unmasked=self.report_unmasked,
-            progress_interval=self.progress_interval,
-            mark_ahead=number("mark_ahead", self.mark_ahead),
-        )
+        return send_settings(self.given_settings())
 
     @staticmethod
     def task_identity(context: Context) -> str:
@@ -240,10 +274,10 @@ class BulkSendOperator(BaseOperator):
     def campaign_key(self, context: Context) -> str:
         return str(self.dedupe_key) if self.dedupe_key else self.task_identity(context)
 
-    def open_ledger(self, context: Context, dry_run: bool) -> Ledger | None:
+    def open_ledger(self, context: Context, settings: SendSettings) -> Ledger | None:
         """The ledger's database work runs in a child process (``ProcessLedger``), so the sending event
         loop keeps its core; on a thread (``SqlLedger``) where no child process can be started."""
-        if not self.use_ledger or dry_run:
+        if not settings.use_ledger or settings.dry_run:
             return None
         from airflow_provider_sms.dispatch.ledger_process import LedgerProcessUnavailable, ProcessLedger
         from airflow_provider_sms.dispatch.sql_ledger import SqlLedger
@@ -256,7 +290,7 @@ class BulkSendOperator(BaseOperator):
         campaign, owner = self.campaign_key(context), self.task_identity(context)
         # On this worker's disk, whatever the database: a retry here settles what a crash left unknown.
         journal_dir = os.path.join(home, JOURNAL_DIR)
-        resend = self.resend_ambiguous
+        resend = settings.resend_ambiguous
         ledger: ProcessLedger | SqlLedger
         try:
             ledger = ProcessLedger(url, campaign, owner, resend_ambiguous=resend, journal_dir=journal_dir)
@@ -287,7 +321,7 @@ class BulkSendOperator(BaseOperator):
             self.log.warning("No send journal for this try, so no batch is marked ahead: %s", problem)
 
     # -- the flow -------------------------------------------------------------------------------------
-    def send(self, context: Context, bulk: BulkSettings, ledger: LedgerSource) -> Summary:
+    def send(self, context: Context, bulk: SendSettings, ledger: LedgerSource) -> Summary:
         raise NotImplementedError
 
     def execute(self, context: Context) -> dict[str, Any]:
@@ -303,10 +337,10 @@ class BulkSendOperator(BaseOperator):
         )
 
         try:
-            # Every argument is checked (here, then by the hook) before the ledger is opened (by the
-            # campaign, from this factory), so a refused task leaves no process or file behind.
+            # First: a bad argument fails the task before any connection, ledger or request is opened;
+            # the hook checks the rest before the campaign opens the ledger (from this factory).
             bulk = self.bulk_settings()
-            summary = self.send(context, bulk, partial(self.open_ledger, context, bulk.dry_run))
+            summary = self.send(context, bulk, partial(self.open_ledger, context, bulk))
         except StoppedBySignal as stop:
             self.publish(context, stop.summary)
             stop.pass_on()  # Airflow's own handler: AirflowTaskTimeout for execution_timeout
@@ -323,7 +357,7 @@ class BulkSendOperator(BaseOperator):
                 raise AirflowFailException(str(exc)) from exc
             raise
         result = self.publish(context, summary)
-        self.apply_policy(summary)
+        self.apply_policy(summary, bulk)
         return result
 
     def publish(self, context: Context, summary: Summary) -> dict[str, Any]:
@@ -339,7 +373,7 @@ class BulkSendOperator(BaseOperator):
 
         stop_running("the task was killed (on_kill)")
 
-    def apply_policy(self, summary: Summary) -> None:
+    def apply_policy(self, summary: Summary, settings: SendSettings) -> None:
         """Decide the task's outcome from the campaign's (documented in the README, Delivery guarantees)."""
         counts = ", ".join(f"{k}={v}" for k, v in summary.counts.items() if v)
         if summary.counts["ambiguous"]:
@@ -355,15 +389,16 @@ class BulkSendOperator(BaseOperator):
                     "go out"
                 )
             raise AirflowFailException(f"campaign stopped: {summary.stopped} ({counts})")
-        if summary.failed_ratio() > self.max_failed_ratio:
+        if summary.failed_ratio() > settings.max_failed_ratio:
             raise AirflowException(
                 f"{summary.failed_ratio():.1%} of attempted recipients failed, above max_failed_ratio="
-                f"{self.max_failed_ratio:.1%} ({counts}); a retry resends only what did not go out"
+                f"{settings.max_failed_ratio:.1%} ({counts}); a retry resends only what did not go out"
             )
-        if self.max_rejected_ratio is not None and summary.rejected_ratio() > self.max_rejected_ratio:
+        rejected = settings.max_rejected_ratio
+        if rejected is not None and summary.rejected_ratio() > rejected:
             raise AirflowFailException(
                 f"{summary.rejected_ratio():.1%} of recipients were rejected as bad input, above "
-                f"max_rejected_ratio={self.max_rejected_ratio:.1%} ({counts})"
+                f"max_rejected_ratio={rejected:.1%} ({counts})"
             )
         c = summary.counts
         if not summary.dry_run and not c["accepted"] and not c["skipped"] and c["rejected"] + c["ambiguous"]:

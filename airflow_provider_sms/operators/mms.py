@@ -12,7 +12,8 @@ if TYPE_CHECKING:
     from airflow.sdk import Context, XComArg
 
     from airflow_provider_sms.dispatch.outcomes import Summary
-    from airflow_provider_sms.hooks.bulk import BulkSettings, LedgerSource
+    from airflow_provider_sms.dispatch.settings import SendSettings
+    from airflow_provider_sms.hooks.bulk import LedgerSource
 
 
 class MmsSendOperator(BulkSendOperator):
@@ -21,7 +22,7 @@ class MmsSendOperator(BulkSendOperator):
     :param mobiles: numbers (list, or one comma-separated string), rows from an XCom, or a CSV / JSON
         Lines file path or URI (a ``phone`` column; other columns are ignored for MMS).
     :param mmsid: the template id (e.g. ``upload.output`` from :class:`MmsTemplateUploadOperator`).
-    :param pid: product id; default from the connection's ``pid`` extra.
+    :param pid: product id (a whole number, 0 or more); default from the connection's ``pid`` extra.
     :param send_time: ``YYYY-MM-DD HH:MM:SS`` Beijing time, or a datetime; empty sends now.
     :param check_balance: before the first request, fail without sending unless the balance covers
         the audience.
@@ -34,6 +35,7 @@ class MmsSendOperator(BulkSendOperator):
         "pid",
         "send_time",
         "ihuyi_conn_id",
+        "check_balance",
         *BULK_TEMPLATE_FIELDS,
     )
     template_fields_renderers = {"mobiles": "json"}  # noqa: RUF012
@@ -44,10 +46,10 @@ class MmsSendOperator(BulkSendOperator):
         *,
         mobiles: Any,
         mmsid: str | int | XComArg,
-        pid: int | None = None,
+        pid: int | str | None = None,
         send_time: Any = None,
         ihuyi_conn_id: str = "ihuyi_default",
-        check_balance: bool = False,
+        check_balance: bool | str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -58,20 +60,27 @@ class MmsSendOperator(BulkSendOperator):
         self.ihuyi_conn_id = ihuyi_conn_id
         self.check_balance = check_balance
 
-    def send(self, context: Context, bulk: BulkSettings, ledger: LedgerSource) -> Summary:
+    def given_settings(self) -> dict[str, Any]:
+        return {**super().given_settings(), "check_balance": self.check_balance}
+
+    def bulk_settings(self) -> SendSettings:
+        """The send settings, with ``pid`` checked first (the rule of the connection's ``pid`` extra)."""
+        from airflow_provider_sms.dispatch.settings import ConnectionExtras, validate
+
+        validate(ConnectionExtras, {"pid": self.pid}, what="invalid send settings: ")
+        return super().bulk_settings()
+
+    def send(self, context: Context, bulk: SendSettings, ledger: LedgerSource) -> Summary:
+        from airflow_provider_sms.dispatch.settings import ConnectionExtras, validate
         from airflow_provider_sms.hooks.ihuyi import IhuyiHook
-        from airflow_provider_sms.hooks.settings import parse_number
 
         hook = IhuyiHook(ihuyi_conn_id=self.ihuyi_conn_id)
-        number = parse_number(self.pid, "pid", low=0, high=2**31, integer=True)
-        pid = None if number is None else int(number)
         return hook.send_bulk(
             self.audience(),
             str(self.mmsid),  # rendered by now (an XComArg resolves to the id)
-            pid,
+            validate(ConnectionExtras, {"pid": self.pid}).pid,
             self.send_time or None,
             bulk=bulk,
-            check_balance=self.check_balance,
             ledger=ledger,
             campaign=self.campaign_key(context),
         )

@@ -14,7 +14,8 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_sms.dispatch.outcomes import Summary
-    from airflow_provider_sms.hooks.bulk import BulkSettings, LedgerSource
+    from airflow_provider_sms.dispatch.settings import SendSettings
+    from airflow_provider_sms.hooks.bulk import LedgerSource
 
 
 class SmsSendOperator(BulkSendOperator):
@@ -68,7 +69,7 @@ class SmsSendOperator(BulkSendOperator):
         self.template_text = template_text
         self.juncdt_conn_id = juncdt_conn_id
 
-    def send(self, context: Context, bulk: BulkSettings, ledger: LedgerSource) -> Summary:
+    def send(self, context: Context, bulk: SendSettings, ledger: LedgerSource) -> Summary:
         from airflow_provider_sms.hooks.juncdt import JuncdtHook
 
         hook = JuncdtHook(juncdt_conn_id=self.juncdt_conn_id)

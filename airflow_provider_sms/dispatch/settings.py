@@ -1,0 +1,240 @@
+"""The settings of a send, declared once: defaults, bounds and how a given value is read.
+
+A task's arguments, a connection's extras and a hook's caller all go through these models, so a bound
+lives in one place and every way in refuses the same values. Values often come from Jinja templates,
+which render strings: numbers may be numeric strings and flags the usual words, but nothing is guessed
+(``"false"`` is false, ``"maybe"`` an error, a bool is not a number). Errors name what to fix, one
+message per setting, without pydantic's multi-line dump. No Airflow import here.
+"""
+
+from __future__ import annotations
+
+import codecs
+import math
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import ErrorDetails, PydanticCustomError
+
+from airflow_provider_sms.gateways.errors import InvalidInputError
+from airflow_provider_sms.protocol.phones import mask_in_text
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+_TRUE = frozenset({"true", "yes", "on", "1"})
+_FALSE = frozenset({"false", "no", "off", "0"})
+
+
+def _flag(value: object) -> bool:
+    """Refuse what pydantic's lax bool would guess ("t", "n", 1.0...): a typo must not turn a check
+    off, or a dry run into a real send."""
+    if isinstance(value, bool):
+        return value
+    if type(value) is int and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in _TRUE or word in _FALSE:
+            return word in _TRUE
+    raise PydanticCustomError("flag", "must be true or false")
+
+
+def _number(kind: str) -> Callable[[object], object]:
+    """A number, or a numeric string as a template renders it; never a bool (``True`` is not 1 here)."""
+
+    def check(value: object) -> object:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise PydanticCustomError("not_a_number", f"must be {kind}")
+        return value.strip() if isinstance(value, str) else value
+
+    return check
+
+
+Flag = Annotated[bool, BeforeValidator(_flag)]
+Whole = Annotated[int, BeforeValidator(_number("a whole number"))]
+Real = Annotated[float, BeforeValidator(_number("a number"))]
+
+
+class SendSettings(BaseModel):
+    """How a bulk send runs: what a task sets, over what its connection sets (:meth:`over`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    concurrency: Whole = Field(default=16, ge=1, le=512, description="Requests in flight at once.")
+    requests_per_second: Real | None = Field(
+        default=None,
+        ge=0.1,
+        le=100_000,
+        allow_inf_nan=False,
+        description="Never exceeded (carriers block senders that burst). None: no limit beyond concurrency.",
+    )
+    numbers_per_request: Whole | None = Field(
+        default=None,
+        ge=1,
+        le=1000,
+        description="Numbers in one request. None: the connection's, else the gateway's default; each "
+        "gateway also checks its own maximum.",
+    )
+    max_attempts: Whole = Field(
+        default=4,
+        ge=1,
+        le=20,
+        description="Tries of one request on transient faults, with backoff and jitter.",
+    )
+    dry_run: Flag = Field(default=False, description="Validate and estimate, send nothing.")
+    resend_ambiguous: Flag = Field(
+        default=False, description="Resend recipients whose earlier request may have been delivered."
+    )
+    report_unmasked: Flag = Field(default=False, description="Write numbers in clear in the report.")
+    use_ledger: Flag = Field(
+        default=True, description="Record outcomes durably, so no run texts a number twice."
+    )
+    check_balance: Flag = Field(
+        default=False, description="Before the first request, fail unless the balance covers the audience."
+    )
+    report_uri: str | None = Field(default=None, description="Where to write the per-recipient report.")
+    report_format: Literal["csv", "jsonl"] | None = Field(
+        default=None, description="The report's format. None: from the report's name."
+    )
+    progress_interval: Real = Field(
+        default=10.0, ge=1, le=86_400, allow_inf_nan=False, description="Seconds between progress lines."
+    )
+    mark_ahead: Whole | None = Field(
+        default=None,
+        ge=0,
+        le=512,
+        description="Batches marked sending ahead of a free connection. None: automatic.",
+    )
+    max_failed_ratio: Real = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="Share of attempted recipients that may fail.",
+    )
+    max_rejected_ratio: Real | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        allow_inf_nan=False,
+        description="Share of recipients that may be rejected as bad input. None: never fatal.",
+    )
+    encoding: str = Field(
+        default="utf-8", description="Text encoding of a recipients file (e.g. gbk, gb18030)."
+    )
+    max_consecutive_ambiguous: Whole = Field(
+        default=10,
+        ge=0,
+        le=100_000,
+        description="Stop the campaign after this many ambiguous requests in a row. 0: never.",
+    )
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            return codecs.lookup(value.strip()).name
+        except LookupError:
+            raise PydanticCustomError(
+                "encoding", "must be a text encoding Python knows, e.g. 'utf-8', 'gbk' or 'gb18030'"
+            ) from None
+
+    def over(self, base: SendSettings) -> SendSettings:
+        """These settings where they were given (not None), ``base``'s elsewhere: a task's arguments
+        over its connection's extras."""
+        given = {name: getattr(self, name) for name in self.model_fields_set}
+        return base.model_copy(update={k: v for k, v in given.items() if v is not None})
+
+
+class ConnectionExtras(BaseModel):
+    """A gateway connection's extras that are not send settings."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    timeout: Real | None = Field(
+        default=None,
+        ge=0.1,
+        le=600,
+        allow_inf_nan=False,
+        description="Upper bound of one gateway call, in seconds.",
+    )
+    pid: Whole | None = Field(default=None, ge=0, le=2**31, description="ihuyi product id.")
+    verify_tls: Flag = Field(default=True, description="Verify the gateway's TLS certificate.")
+
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def validate(
+    model: type[Model],
+    given: Mapping[str, Any],
+    *,
+    what: str = "invalid send settings: ",
+    name: Callable[[str], str] = str,
+) -> Model:
+    """``model`` from the values ``given``, None or blank meaning not given (its default applies, as
+    when a template renders an absent value to ""). An error is an :class:`InvalidInputError` that
+    starts with ``what`` and gives one clause per bad setting, each named by ``name``."""
+    values = {k: v for k, v in given.items() if v is not None and not (isinstance(v, str) and not v.strip())}
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        problems = [_describe(model, error, name) for error in exc.errors(include_url=False)]
+        raise InvalidInputError(what + "; ".join(dict.fromkeys(problems))) from None
+
+
+def send_settings(given: Mapping[str, Any]) -> SendSettings:
+    """A task's :class:`SendSettings` from its arguments (see :func:`validate`)."""
+    return validate(SendSettings, given)
+
+
+def _describe(model: type[BaseModel], error: ErrorDetails, name: Callable[[str], str]) -> str:
+    field = str(error["loc"][0]) if error["loc"] else ""
+    label, kind, value = name(field), error["type"], error.get("input")
+    if kind == "extra_forbidden":
+        return f"{label} is not a setting"
+    if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than", "finite_number"):
+        low, high = _bounds(model, field)
+        got = _shown(value, bare=True)
+        if low is not None and high is not None:
+            return f"{label} must be between {_num(low)} and {_num(high)}, got {got}"
+        if low is not None:
+            return f"{label} must be at least {_num(low)}, got {got}"
+        return f"{label} must be at most {_num(high)}, got {got}"
+    if kind.startswith("int_"):
+        return f"{label} must be a whole number, got {_shown(value)}"
+    if kind.startswith("float_"):
+        return f"{label} must be a number, got {_shown(value)}"
+    if kind == "literal_error":
+        return f"{label} must be {error.get('ctx', {}).get('expected', '')}, got {_shown(value)}"
+    if kind == "string_type":
+        return f"{label} must be text, not {type(value).__name__}"
+    # Our own errors (flag, not_a_number, encoding) and anything else: pydantic's one-line message.
+    message = error["msg"].removeprefix("Value error, ")
+    return f"{label} {message}, got {_shown(value)}"
+
+
+def _bounds(model: type[BaseModel], field: str) -> tuple[float | None, float | None]:
+    info = model.model_fields.get(field)
+    low = high = None
+    for item in info.metadata if info else ():
+        low = getattr(item, "ge", low)
+        high = getattr(item, "le", high)
+    return low, high
+
+
+def _num(value: float | None) -> str:
+    return str(int(value)) if isinstance(value, (int, float)) and float(value).is_integer() else str(value)
+
+
+def _shown(value: object, bare: bool = False) -> str:
+    """The value as given, short, with any phone number in it masked."""
+    if bare and isinstance(value, str):  # a numeric string out of range: shown as the number it is
+        text = value.strip()
+    elif bare and isinstance(value, float) and math.isfinite(value):
+        text = _num(value)
+    else:
+        text = repr(value)
+    text = text if len(text) <= 40 else text[:37] + "..."
+    return mask_in_text(text)
