@@ -11,18 +11,18 @@ from typing import Any
 import pytest
 
 from airflow_provider_sms.dispatch.outcomes import Summary
-from airflow_provider_sms.hooks.bulk import BulkSettings
+from airflow_provider_sms.dispatch.settings import SendSettings
 from airflow_provider_sms.hooks.ihuyi import IhuyiHook
 from airflow_provider_sms.hooks.juncdt import JuncdtHook
 from airflow_provider_sms.sandbox.server import SandboxServer
 from tests.conftest import control, deliveries, force
 
 AUDIENCE = [f"1380013{i:04d}" for i in range(6)]
-ONE_AT_A_TIME = BulkSettings(concurrency=1, numbers_per_request=2)
+ONE_AT_A_TIME = SendSettings(concurrency=1, numbers_per_request=2)
 METHOD = {"ihuyi": "SendMms", "juncdt": "sendMessage"}
 
 
-def send(gateway: str, audience: list[Any], settings: BulkSettings = ONE_AT_A_TIME, **kwargs: Any) -> Summary:
+def send(gateway: str, audience: list[Any], settings: SendSettings = ONE_AT_A_TIME, **kwargs: Any) -> Summary:
     if gateway == "ihuyi":
         return IhuyiHook().send_bulk(audience, "1001", bulk=settings, **kwargs)
     params = kwargs.pop("params", {"code": "1"})
@@ -98,7 +98,7 @@ def test_an_unknown_answer_fails_that_batch_without_a_retry(
 def test_one_rows_overlong_param_rejects_that_row_only(connections: SandboxServer) -> None:
     rows = [{"phone": n, "params": {"name": f"客户{i}", "order": f"A{i}"}} for i, n in enumerate(AUDIENCE)]
     rows[1]["params"] = {"name": "长" * 400, "order": "A1"}  # the sandbox renders it: over 300 characters
-    summary = JuncdtHook().send_bulk(rows, "TPL_NOTICE", bulk=BulkSettings(concurrency=1))
+    summary = JuncdtHook().send_bulk(rows, "TPL_NOTICE", bulk=SendSettings(concurrency=1))
     assert counts(summary) == {"accepted": 5, "rejected": 1}
     assert summary.stopped is None
     assert [key.split(" ")[:2] for key in summary.reasons] == [["rejected:", "30017"]]

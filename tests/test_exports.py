@@ -14,8 +14,8 @@ import pytest
 from airflow_provider_sms.dispatch.engine import CHUNK
 from airflow_provider_sms.dispatch.outcomes import Summary
 from airflow_provider_sms.dispatch.recipients import MAX_ROW_CHARS
+from airflow_provider_sms.dispatch.settings import SendSettings
 from airflow_provider_sms.gateways.errors import InvalidInputError
-from airflow_provider_sms.hooks.bulk import BulkSettings
 from airflow_provider_sms.hooks.ihuyi import IhuyiHook
 from airflow_provider_sms.hooks.juncdt import JuncdtHook
 from airflow_provider_sms.sandbox.server import SandboxServer
@@ -28,7 +28,7 @@ def numbers(n: int, start: int = 0) -> list[str]:
 
 def notice(source: Any, *, encoding: str = "utf-8", **params: Any) -> Summary:
     """TPL_NOTICE (``${name}您好，您的订单${order}已发货``), 500 numbers a request when params agree."""
-    settings = BulkSettings(numbers_per_request=500, encoding=encoding)
+    settings = SendSettings(numbers_per_request=500, encoding=encoding)
     return JuncdtHook().send_bulk(source, "TPL_NOTICE", params or None, bulk=settings)
 
 
@@ -56,7 +56,7 @@ def test_gbk_bytes_from_a_row_on_stop_the_campaign_at_that_row(
             out.write(f"{number},王先生,A1\n".encode("gbk" if row >= bad_from else "utf-8"))
     report = tmp_path / "report.jsonl"
     summary = JuncdtHook().send_bulk(
-        str(source), "TPL_NOTICE", bulk=BulkSettings(numbers_per_request=500, report_uri=str(report))
+        str(source), "TPL_NOTICE", bulk=SendSettings(numbers_per_request=500, report_uri=str(report))
     )
     before = audience[: bad_from - 1]
     got = delivered(connections)
@@ -223,7 +223,7 @@ def test_a_json_array_is_read_as_an_array(connections: SandboxServer, tmp_path: 
 def test_a_json_array_of_numbers_for_mms(connections: SandboxServer, tmp_path: Path) -> None:
     source = tmp_path / "audience.json"
     source.write_text(json.dumps(numbers(250)), encoding="utf-8")
-    summary = IhuyiHook().send_bulk(str(source), "1001", bulk=BulkSettings(numbers_per_request=100))
+    summary = IhuyiHook().send_bulk(str(source), "1001", bulk=SendSettings(numbers_per_request=100))
     assert summary.counts["accepted"] == 250
     assert sorted(d["number"] for d in deliveries(connections, "ihuyi")) == numbers(250)
 
@@ -296,6 +296,6 @@ def test_an_unclosed_quote_does_not_swallow_the_file(connections: SandboxServer,
     source = tmp_path / "customers.csv"
     filler = "".join(f"139{i:08d},5\n" for i in range(10, 20_000))  # past csv's field limit
     source.write_text(f'phone,code\n13900000001,"1\n{filler}13800000001,5\n', encoding="utf-8")
-    summary = JuncdtHook().send_bulk(str(source), "TPL_CODE", bulk=BulkSettings(numbers_per_request=500))
+    summary = JuncdtHook().send_bulk(str(source), "TPL_CODE", bulk=SendSettings(numbers_per_request=500))
     assert "rejected: invalid_input row 1 (line 2) is not valid CSV" in " ".join(summary.reasons)
     assert "13800000001" in delivered(connections)  # reading went on after the bad row

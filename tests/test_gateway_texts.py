@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from airflow_provider_sms.dispatch.settings import SendSettings
 from airflow_provider_sms.gateways.errors import FatalGatewayError, TransportError, UnknownGatewayCodeError
 from airflow_provider_sms.gateways.ihuyi import IhuyiClient
 from airflow_provider_sms.gateways.transport import HttpSettings
-from airflow_provider_sms.hooks.bulk import BulkSettings
 from airflow_provider_sms.hooks.ihuyi import IhuyiHook
 from airflow_provider_sms.hooks.juncdt import JuncdtHook
 from airflow_provider_sms.sandbox.server import SandboxServer
@@ -41,7 +41,7 @@ def test_a_campaign_shows_the_gateways_words_clean_everywhere(
     report = tmp_path / "report.csv"
     force(connections, "juncdt", "sendMessage", "30019", msg=JUNCDT_SAYS)
     summary = JuncdtHook().send_bulk(
-        [NUMBER, "13900000121"], "TPL_CODE", {"code": "1"}, bulk=BulkSettings(report_uri=str(report))
+        [NUMBER, "13900000121"], "TPL_CODE", {"code": "1"}, bulk=SendSettings(report_uri=str(report))
     )
     xcom = summary.as_dict()
     assert xcom["reasons"] == {f"failed: 30019 {JUNCDT_SHOWN}": 1}
