@@ -73,11 +73,13 @@ def test_a_fatal_answer_stops_the_campaign(connections: SandboxServer, gateway: 
 def test_bad_input_is_rejected_and_the_campaign_goes_on(
     connections: SandboxServer, gateway: str, code: str
 ) -> None:
-    force(connections, gateway, METHOD[gateway], code)
+    # The first request (two numbers) and each of its halves are refused: a refused request of several
+    # numbers is sent again in halves, so that only the numbers refused on their own end rejected.
+    force(connections, gateway, METHOD[gateway], code, times=3)
     summary = send(gateway, AUDIENCE)
     assert counts(summary) == {"rejected": 2, "accepted": 4}
     assert summary.stopped is None
-    assert len(sent_requests(connections, gateway)) == 3  # not retried
+    assert len(sent_requests(connections, gateway)) == 3 + 2  # not retried, only split
     assert sorted(d["number"] for d in deliveries(connections, gateway)) == AUDIENCE[2:]
 
 
