@@ -4,9 +4,10 @@ campaign nobody received, and a refused task that must leave nothing open behind
 from __future__ import annotations
 
 import os
+import sqlite3
+import threading
 from pathlib import Path
 
-import psutil
 import pytest
 
 from airflow_provider_sms.sandbox.server import SandboxServer
@@ -79,21 +80,25 @@ def test_a_campaign_nobody_received_fails_the_task(connections: SandboxServer) -
     assert deliveries(connections) == []
 
 
-def ledger_children() -> list[psutil.Process]:
-    return [c for c in psutil.Process().children(recursive=True) if "ledger_process" in " ".join(c.cmdline())]
+def ledger_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("sms-ledger")]
 
 
 @pytest_operator
 def test_a_refused_task_leaves_no_ledger_process_or_file(connections: SandboxServer, tmp_path: Path) -> None:
-    # Bad arguments are refused before the ledger (a child process and a send journal) is opened.
-    journal = Path(os.environ["AIRFLOW_HOME"]) / "sms_send_journal"
-    before = set(journal.glob("*"))
+    # Bad arguments are refused before the ledger (its thread, its connection, a lease) is opened.
+    db = Path(os.environ["AIRFLOW_HOME"]) / "sms_ledger.db"
     report = tmp_path / "report.csv"
     conf = {"recipients": numbers(3), "template_code": "", "report_uri": str(report)}
     for _ in range(2):
         result = run_dag("sms_test_sms", run_conf=conf)
         assert result.task("send") == "failed"
-    assert not ledger_children()
-    assert set(journal.glob("*")) == before
+    assert not ledger_threads()
+    if db.exists():
+        with sqlite3.connect(db) as conn:
+            owners = conn.execute(
+                "SELECT owner FROM sms_ledger_owners WHERE owner LIKE 'sms_test_sms/%'"
+            ).fetchall()
+        assert owners == []
     assert not report.exists()
     assert deliveries(connections) == []

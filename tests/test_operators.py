@@ -186,33 +186,31 @@ def test_upload_and_send_operators_are_mappable(connections: SandboxServer) -> N
     assert sent == {str(t): 150 for t in template_ids}
 
 
-def test_where_no_ledger_process_can_start_the_ledger_runs_on_a_thread(
-    connections: SandboxServer, monkeypatch: pytest.MonkeyPatch
+def test_a_ledger_connection_must_be_postgres_or_sqlite_with_a_hash_key(
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """E.g. a worker that may not start processes: the same promise, kept on a thread (see open_ledger)."""
-    import sys
+    from airflow_provider_sms.gateways.errors import InvalidInputError
+    from airflow_provider_sms.hooks.ledger import SmsLedgerHook
 
-    monkeypatch.setattr(sys, "executable", "/nonexistent/python3")
-    conf = {"mobiles": [f"135{i:08d}" for i in range(120)], "dedupe_key": "promo-test-thread-ledger"}
-    first = run_dag("sms_test_mms", run_conf=conf)
-    second = run_dag("sms_test_mms", run_conf=conf)
-    assert first.xcom("send")["accepted"] == 120
-    assert second.xcom("send")["skipped"] == 120  # the ledger kept its record
-    assert len(deliveries(connections)) == 120
-
-
-def test_a_ledger_connection_must_be_postgres_or_sqlite(monkeypatch: pytest.MonkeyPatch) -> None:
-    from airflow.sdk.exceptions import AirflowFailException
-
-    from airflow_provider_sms.operators.bulk import ledger_url_from_connection
-
-    mysql = {"conn_type": "mysql", "host": "db", "login": "u", "password": "pw", "schema": "sms"}
+    key = {"hash_key": "k" * 32}
+    mysql = {
+        "conn_type": "mysql",
+        "host": "db",
+        "login": "u",
+        "password": "pw",
+        "schema": "sms",
+        "extra": key,
+    }
     monkeypatch.setenv("AIRFLOW_CONN_LEDGER_MYSQL", json.dumps(mysql))
-    with pytest.raises(AirflowFailException, match="use postgres or sqlite"):
-        ledger_url_from_connection("ledger_mysql")
+    with pytest.raises(InvalidInputError, match="use postgres or sqlite"):
+        SmsLedgerHook("ledger_mysql").url_and_key()
     postgres = {**mysql, "conn_type": "postgres", "port": 5432}
     monkeypatch.setenv("AIRFLOW_CONN_LEDGER_PG", json.dumps(postgres))
-    assert ledger_url_from_connection("ledger_pg") == "postgresql+psycopg2://u:pw@db:5432/sms"
+    assert SmsLedgerHook("ledger_pg").url_and_key()[0] == "postgresql+psycopg2://u:pw@db:5432/sms"
+    # A shared ledger needs the key every worker hashes numbers with; it is not in the database.
+    monkeypatch.setenv("AIRFLOW_CONN_LEDGER_NOKEY", json.dumps({**postgres, "extra": {}}))
+    with pytest.raises(InvalidInputError, match="needs the extra 'hash_key'"):
+        SmsLedgerHook("ledger_nokey").url_and_key()
 
 
 @pytest.mark.parametrize(

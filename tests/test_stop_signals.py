@@ -9,6 +9,7 @@ import csv
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -16,7 +17,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 
 from airflow_provider_sms.dispatch.engine import Campaign, CampaignOptions, stop_running
@@ -61,17 +61,15 @@ def delivered(server: SandboxServer) -> int:
     return int(control(server, "GET", "/_sandbox/deliveries/count")["total"])
 
 
-def ledger_children() -> list[psutil.Process]:
-    """Ledger child processes still running under this test process."""
-    return [
-        child
-        for child in psutil.Process().children(recursive=True)
-        if "ledger_process" in " ".join(child.cmdline())
-    ]
+def open_leases(dag_id: str) -> list[str]:
+    """Tries of ``dag_id`` whose ledger lease is still registered (a ledger closed ends its lease)."""
+    with sqlite3.connect(Path(os.environ["AIRFLOW_HOME"]) / "sms_ledger.db") as db:
+        rows = db.execute("SELECT owner FROM sms_ledger_owners WHERE owner LIKE ?", (f"{dag_id}/%",))
+        return [owner for (owner,) in rows]
 
 
-def journal_files() -> list[Path]:
-    return list((Path(os.environ["AIRFLOW_HOME"]) / "sms_send_journal").glob("*"))
+def ledger_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("sms-ledger")]
 
 
 def test_execution_timeout_stops_the_campaign(
@@ -96,7 +94,7 @@ def test_execution_timeout_stops_the_campaign(
     assert at[-1] - at[0] <= 3 + PROMPT + SLACK
     # What the sandbox delivered is what the summary says went out (or may have).
     assert summary["accepted"] <= delivered(connections) <= summary["accepted"] + summary["ambiguous"]
-    assert not ledger_children() and not journal_files()
+    assert not open_leases("sms_test_timeout") and not ledger_threads()  # the ledger was closed
 
 
 def test_sigterm_stops_sending_within_the_kill_grace(connections: SandboxServer) -> None:
@@ -118,7 +116,6 @@ def test_sigterm_stops_sending_within_the_kill_grace(connections: SandboxServer)
             assert runner.poll() is None, runner.stdout.read() if runner.stdout else ""
             assert time.monotonic() < deadline, "the campaign never got going"
             time.sleep(0.02)
-        children = psutil.Process(runner.pid).children(recursive=True)
         signalled = time.time()
         os.kill(runner.pid, signal.SIGTERM)  # the task's process, as Airflow's supervisor does
         output, _ = runner.communicate(timeout=5)  # SIGKILL would come after 5 s
@@ -134,9 +131,8 @@ def test_sigterm_stops_sending_within_the_kill_grace(connections: SandboxServer)
     count = delivered(connections)
     assert summary["accepted"] <= count <= summary["accepted"] + summary["ambiguous"]
     assert count < 5000
-    # The ledger's child process ended with the task, its send journal was closed and removed.
-    assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
-    assert not journal_files()
+    # The ledger was closed before the task ended: its lease ended with it (no other task need wait).
+    assert not open_leases("sms_test_kill")
 
 
 async def run_in_thread_and_stop(gw: SandboxServer) -> tuple[float, Any]:

@@ -2,9 +2,9 @@
 
 One producer reads and cleans the input in chunks (in a thread: files may be remote; the next chunk
 while the ledger claims this one) and queues batches; workers mark them ``sending`` and send them,
-``concurrency`` requests at a time (``mark_ahead`` more batches are marked while they wait for a
-connection, so the ledger's commit does not idle one; with a send journal, a crash still leaves only
-the requests in flight unknown). A bounded queue and one chunk read ahead keep memory flat. A fatal
+``concurrency`` requests at a time. Numbers another live task of the campaign holds are waited for
+at the end (bounded by the ledger's lease) and taken over if their holder stopped. A bounded queue
+and one chunk read ahead keep memory flat. A fatal
 answer stops new requests at once; in-flight ones finish; everything not yet sent ends as ``not_sent``.
 A stop from outside (:meth:`Campaign.request_stop`: a stop signal, ``on_kill``) gives the requests in
 flight ``stop_grace`` seconds to answer; those still out then end ``ambiguous``.
@@ -22,7 +22,7 @@ from itertools import islice
 from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow_provider_sms.dispatch.gc_threshold import young_gc_threshold
-from airflow_provider_sms.dispatch.ledger import Ledger, NullLedger
+from airflow_provider_sms.dispatch.ledger import Ledger, LedgerError, NullLedger
 from airflow_provider_sms.dispatch.outcomes import Outcome, Summary, Verdict
 from airflow_provider_sms.dispatch.ratelimit import RateLimiter, Unlimited
 from airflow_provider_sms.dispatch.recipients import Cleaner, Recipient, Refused, Row
@@ -58,14 +58,7 @@ class Log(Protocol):
 @dataclass(frozen=True)
 class CampaignOptions:
     """How to send. ``preflight`` gets the number of recipients left to send before any request
-    (the balance guard raises there); ``dry_run`` validates and estimates, sending nothing.
-
-    ``mark_ahead``: batches that may be marked ``sending`` while they wait for a connection slot, so the
-    ledger's commit round trip overlaps the requests in flight instead of idling a connection (3 to 12%
-    more throughput with a quarter of ``concurrency`` in the benchmark; README, Performance). Default
-    (None): a quarter of ``concurrency`` when the ledger keeps a send journal, which tells the next try
-    which marked batches never started, so a crash of the task still leaves at most ``concurrency``
-    batches ambiguous; 0 without one, where every marked batch would be."""
+    (the balance guard raises there); ``dry_run`` validates and estimates, sending nothing."""
 
     concurrency: int = 16
     requests_per_second: float | None = None
@@ -75,21 +68,12 @@ class CampaignOptions:
     progress_interval: float = 10.0
     assumed_latency: float = 0.2
     preflight: Callable[[int], Awaitable[None]] | None = None
-    mark_ahead: int | None = None
     stop_grace: float = 2.0  # seconds requests in flight get to answer after a stop from outside
     max_consecutive_ambiguous: int = 10  # requests in a row ending ambiguous before it stops; 0: never
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
             raise ValueError("concurrency must be at least 1")
-        if self.mark_ahead is not None and self.mark_ahead < 0:
-            raise ValueError("mark_ahead must be 0 or more")
-
-    def ahead(self, journaled: bool) -> int:
-        """Batches marked ahead of a free connection, with a ledger that keeps a journal or not."""
-        if self.mark_ahead is not None:
-            return self.mark_ahead
-        return self.concurrency // 4 if journaled else 0
 
 
 _RUNNING: set[Campaign] = set()  # the campaigns of this process, for stop_running
@@ -165,6 +149,7 @@ class Campaign:
         self.halted = False  # the stop's grace ran out: requests still in flight are given up
         self._sending: set[asyncio.Task[Any]] = set()  # workers inside _send
         self._ambiguous_run = 0  # requests in a row that ended ambiguous (the circuit breaker)
+        self._held: list[Recipient] = []  # held by another task when claimed: settled at the end
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = 0
         self._halt_timer: asyncio.TimerHandle | None = None
@@ -297,8 +282,44 @@ class Campaign:
                     break
         finally:
             ahead.cancel()
+        await self._settle_held(groups, queue)
         for group in groups.values():  # after a stop, the workers finish them as not sent
             await queue.put(group)
+
+    async def _settle_held(
+        self, groups: dict[Hashable, list[Recipient]], queue: asyncio.Queue[list[Recipient] | None]
+    ) -> None:
+        """Numbers another task held when they were claimed: no task may end with them in limbo. Wait
+        (bounded by the ledger's lease) and claim them again: those whose holder stopped are taken
+        over and sent, those its holder finished get that outcome, and those a task still sends (it
+        renewed its lease meanwhile) end ``held``."""
+        held, self._held = self._held, []
+        if not held:
+            return
+        self.log.info(
+            "%d recipient(s) are held by another task of this campaign: waiting for them", len(held)
+        )
+        since = time.time()
+        poll = max(0.5, self.ledger.lease / 6)
+        deadline = time.monotonic() + self.ledger.lease + poll
+        while held and not self.stopped and time.monotonic() < deadline:
+            await asyncio.sleep(min(poll, max(0.0, deadline - time.monotonic())))
+            verdicts = await self.ledger.claim([r.phone for r in held], alive_since=since)
+            ours, still = [], []
+            for recipient in held:
+                verdict = verdicts.get(recipient.phone)
+                if verdict is None:
+                    ours.append(recipient)
+                elif verdict.outcome is Outcome.HELD and verdict.code != "live":
+                    still.append(recipient)
+                else:
+                    self._finish([recipient], verdict, record=False)
+            await self._queue_ours(ours, groups, queue)
+            held = still
+        why = "still held by another task of this campaign" + (
+            f" when it stopped ({self.stopped})" if self.stopped else ""
+        )
+        self._finish(held, Verdict(Outcome.HELD, "held", why), record=False)
 
     def _unread(self) -> None:
         self.total = None
@@ -313,7 +334,6 @@ class Campaign:
         queue: asyncio.Queue[list[Recipient] | None],
     ) -> None:
         """Refuse, claim and batch one chunk; full batches are queued, partial ones stay in ``groups``."""
-        size = self.sender.numbers_per_request
         self.read += len(chunk)
         fresh: list[Recipient] = []
         for item in chunk:
@@ -325,16 +345,31 @@ class Campaign:
             self._finish(fresh, Verdict(Outcome.NOT_SENT, "stopped", self.stopped), record=False)
             return
         try:
-            prior = await self.ledger.claim(fresh) if fresh else {}
+            prior = await self.ledger.claim([r.phone for r in fresh]) if fresh else {}
         except Exception as exc:
             self._stop(f"the ledger could not claim recipients: {exc}")
             self._finish(fresh, Verdict(Outcome.NOT_SENT, "stopped", self.stopped or ""), record=False)
             raise
+        ours = []
         for recipient in fresh:
             verdict = prior.get(recipient.phone)
-            if verdict is not None:
+            if verdict is None:
+                ours.append(recipient)
+            elif verdict.outcome is Outcome.HELD:
+                self._held.append(recipient)  # another task has it: see _settle_held
+            else:
                 self._finish([recipient], verdict, record=False)
-                continue
+        await self._queue_ours(ours, groups, queue)
+
+    async def _queue_ours(
+        self,
+        recipients: list[Recipient],
+        groups: dict[Hashable, list[Recipient]],
+        queue: asyncio.Queue[list[Recipient] | None],
+    ) -> None:
+        """Batch claimed recipients: full batches are queued, partial ones stay in ``groups``."""
+        size = self.sender.numbers_per_request
+        for recipient in recipients:
             key = self.sender.group_key(recipient)
             group = groups.setdefault(key, [])
             group.append(recipient)
@@ -383,11 +418,15 @@ class Campaign:
                 if state.maybe_sent:
                     return Verdict(Outcome.AMBIGUOUS, *last, attempts=state.attempts)
                 return Verdict(Outcome.NOT_SENT, "stopped", self.stopped, attempts=state.attempts)
-            await self.ledger.mark_sending(phones)
+            try:
+                await self.ledger.mark_sending(phones)
+            except LedgerError as exc:  # nothing may leave without its mark: stop here
+                self._stop(f"the ledger could not mark a request as sending: {exc}")
+                return self._unsent(Outcome.NOT_SENT, ("ledger", str(exc)), state)
             retry_after = 0.0  # what the gateway asked us to wait (Retry-After), at least
             try:
-                # A connection slot: a batch marked ahead waits here, never in the pool's queue (whose
-                # wait would count against the request's timeout).
+                # A connection slot: a marked batch waits here, never in the pool's queue (whose wait
+                # would count against the request's timeout).
                 async with self.slots:
                     # The rate slot is taken last, so the request leaves right at its slot.
                     await self.limiter.acquire()
@@ -395,7 +434,6 @@ class Campaign:
                         continue  # the loop's first check returns the stopped verdict
                     state.attempts += 1
                     self.summary.requests += 1
-                    self.ledger.started(phones)  # in the send journal before the request may leave
                     state.in_flight = True  # until it answers: a halt now leaves it ambiguous
                     reply = await self.sender.send(batch)
                     state.in_flight = False
@@ -429,8 +467,6 @@ class Campaign:
             spent = time.monotonic() - started
             if state.attempts >= policy.max_attempts or spent + delay > policy.max_elapsed:
                 return self._unsent(Outcome.FAILED, last, state)
-            if not state.maybe_sent:  # a crash while it waits to be tried again leaves it unsent
-                self.ledger.undelivered(phones)
             await asyncio.sleep(delay)
 
     @staticmethod
@@ -539,6 +575,7 @@ class Campaign:
         try:
             source = self._ledger_source
             self.ledger = (source() if callable(source) else source) or NullLedger()
+            await self.ledger.open()
             if self.options.dry_run:
                 return await self._dry_run()
             if self.options.preflight is not None:
@@ -566,8 +603,7 @@ class Campaign:
     async def _dispatch(self) -> None:
         """The producer and the workers, until every row has its outcome (or an error stops them)."""
         queue: asyncio.Queue[list[Recipient] | None] = asyncio.Queue(maxsize=self.options.concurrency)
-        count = self.options.concurrency + self.options.ahead(self.ledger.journaled)
-        workers = [asyncio.create_task(self._work(queue)) for _ in range(count)]
+        workers = [asyncio.create_task(self._work(queue)) for _ in range(self.options.concurrency)]
         progress = asyncio.create_task(self._progress())
         try:
             try:

@@ -1,8 +1,8 @@
-"""The ledger interface the engine uses against duplicates and for resuming; ``NullLedger`` keeps nothing.
+"""The ledger the engine uses against duplicates and for resuming, and ``NullLedger``, which keeps nothing.
 
-A durable implementation (``dispatch.sql_ledger.SqlLedger``) records, per campaign key and number:
-claimed -> sending -> final outcome. The engine claims recipients before queueing them, marks a
-batch "sending" durably right before its request, and records the outcome after the reply.
+The durable one (``dispatch.sql_ledger.SqlLedger``) records, per campaign key and number: claimed ->
+sending -> final outcome. The engine claims recipients before queueing them, marks a batch
+``sending`` durably right before its request, and records the outcome after the reply.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from airflow_provider_sms.dispatch.outcomes import Verdict
-    from airflow_provider_sms.dispatch.recipients import Recipient
 
 
 class LedgerError(RuntimeError):
@@ -21,30 +20,27 @@ class LedgerError(RuntimeError):
 
 
 class Ledger(Protocol):
-    @property
-    def journaled(self) -> bool:
-        """Whether requests' starts and answers go to a send journal (``dispatch.journal``): a crash then
-        leaves only the requests in flight unknown, not the batches marked ahead of a free connection."""
+    async def open(self) -> None:
+        """Connect, and start renewing this task's lease on what it claims."""
 
-    async def claim(self, recipients: Sequence[Recipient]) -> dict[str, Verdict]:
-        """Claim ``recipients`` for this run; return a verdict (SKIPPED or AMBIGUOUS) for each number
-        that is not ours to send because this campaign already handled it or another task holds it."""
+    async def claim(self, phones: Sequence[str], *, alive_since: float | None = None) -> dict[str, Verdict]:
+        """Claim ``phones`` for this task; return a verdict for each number that is not ours to send:
+        handled by this campaign already (``skipped``, ``accepted_earlier``, ``ambiguous``) or being
+        sent by another task (``held``; code ``live`` when that task renewed its lease after
+        ``alive_since``)."""
 
     async def mark_sending(self, phones: Sequence[str]) -> None:
         """Durably note that a request for ``phones`` is about to start (crash => ambiguous, not resent)."""
 
-    def started(self, phones: Sequence[str]) -> None:
-        """The request for ``phones`` (marked) starts now: journaled before it may leave."""
-
-    def undelivered(self, phones: Sequence[str]) -> None:
-        """No try for ``phones`` was delivered so far (an answer proved it); the batch is tried again."""
-
     def record(self, phones: Sequence[str], verdict: Verdict) -> None:
-        """Note the final outcome of ``phones`` (may be buffered; flushed before the next mark/close)."""
+        """Note the final outcome of ``phones`` (buffered; written before the next mark and at close)."""
 
-    async def done_count(self, phones: Sequence[str] | None = None) -> int:
-        """How many numbers this campaign already sent, or may have sent; of ``phones`` only when given
-        (the balance guard of one part of a campaign shared by several task instances)."""
+    async def done_count(self, phones: Sequence[str]) -> int:
+        """How many of ``phones`` this campaign sent, or may have sent (for the balance guard)."""
+
+    @property
+    def lease(self) -> float:
+        """Seconds a claim outlives the last heartbeat of a task that stopped without closing."""
 
     async def close(self) -> None: ...
 
@@ -52,24 +48,21 @@ class Ledger(Protocol):
 class NullLedger:
     """No memory across runs: every recipient is claimed, nothing is recorded."""
 
-    journaled = False
+    lease = 0.0
 
-    async def claim(self, recipients: Sequence[Recipient]) -> dict[str, Verdict]:
+    async def open(self) -> None:
+        return None
+
+    async def claim(self, phones: Sequence[str], *, alive_since: float | None = None) -> dict[str, Verdict]:
         return {}
 
     async def mark_sending(self, phones: Sequence[str]) -> None:
         return None
 
-    def started(self, phones: Sequence[str]) -> None:
-        return None
-
-    def undelivered(self, phones: Sequence[str]) -> None:
-        return None
-
     def record(self, phones: Sequence[str], verdict: Verdict) -> None:
         return None
 
-    async def done_count(self, phones: Sequence[str] | None = None) -> int:
+    async def done_count(self, phones: Sequence[str]) -> int:
         return 0
 
     async def close(self) -> None:

@@ -15,7 +15,9 @@ class Outcome(str, Enum):
     REJECTED = "rejected"  # bad input: refused by us before sending, or by the gateway
     FAILED = "failed"  # transient faults until retries ran out, a fatal answer, or an unknown code
     AMBIGUOUS = "ambiguous"  # may have been delivered (timeout after sending, reply lost): not resent
-    SKIPPED = "skipped"  # the ledger says this campaign already handled it (or another task has it)
+    SKIPPED = "skipped"  # the ledger says another task of this campaign already sent it
+    ACCEPTED_EARLIER = "accepted_earlier"  # accepted by an earlier try of this same task instance
+    HELD = "held"  # another task of this campaign, alive, is sending it
     NOT_SENT = "not_sent"  # never attempted: the campaign stopped on a fatal answer first
     DUPLICATE = "duplicate"  # the same number appeared earlier in the input: sent once, reported there
 

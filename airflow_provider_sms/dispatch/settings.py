@@ -13,7 +13,15 @@ import codecs
 import math
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from airflow_provider_sms.gateways.errors import InvalidInputError
@@ -100,11 +108,26 @@ class SendSettings(BaseModel):
     progress_interval: Real = Field(
         default=10.0, ge=1, le=86_400, allow_inf_nan=False, description="Seconds between progress lines."
     )
-    mark_ahead: Whole | None = Field(
-        default=None,
-        ge=0,
-        le=512,
-        description="Batches marked sending ahead of a free connection. None: automatic.",
+    lease_seconds: Real = Field(
+        default=60.0,
+        ge=2,
+        le=3600,
+        allow_inf_nan=False,
+        description="How long a task's ledger claims outlive its last heartbeat if it dies.",
+    )
+    heartbeat_seconds: Real = Field(
+        default=10.0,
+        ge=0.5,
+        le=1800,
+        allow_inf_nan=False,
+        description="How often a running task renews its lease (at most half of lease_seconds).",
+    )
+    retention_days: Real = Field(
+        default=180,
+        ge=1,
+        le=36_500,
+        allow_inf_nan=False,
+        description="Finished ledger rows older than this are pruned when a campaign ends.",
     )
     max_failed_ratio: Real = Field(
         default=0.0,
@@ -139,6 +162,16 @@ class SendSettings(BaseModel):
             raise PydanticCustomError(
                 "encoding", "must be a text encoding Python knows, e.g. 'utf-8', 'gbk' or 'gb18030'"
             ) from None
+
+    @model_validator(mode="after")
+    def _heartbeat_within_lease(self) -> SendSettings:
+        if self.heartbeat_seconds > self.lease_seconds / 2:
+            raise PydanticCustomError(
+                "heartbeat",
+                "heartbeat_seconds must be at most half of lease_seconds, got {heartbeat} and {lease}",
+                {"heartbeat": self.heartbeat_seconds, "lease": self.lease_seconds},
+            )
+        return self
 
     def over(self, base: SendSettings) -> SendSettings:
         """These settings where they were given (not None), ``base``'s elsewhere: a task's arguments
@@ -190,7 +223,9 @@ def send_settings(given: Mapping[str, Any]) -> SendSettings:
 
 
 def _describe(model: type[BaseModel], error: ErrorDetails, name: Callable[[str], str]) -> str:
-    field = str(error["loc"][0]) if error["loc"] else ""
+    if not error["loc"]:  # a rule across fields: its message names them
+        return error["msg"]
+    field = str(error["loc"][0])
     label, kind, value = name(field), error["type"], error.get("input")
     if kind == "extra_forbidden":
         return f"{label} is not a setting"

@@ -94,7 +94,6 @@ def campaign_options(settings: SendSettings, preflight: Any = None) -> CampaignO
         dry_run=settings.dry_run,
         progress_interval=settings.progress_interval,
         preflight=preflight,
-        mark_ahead=settings.mark_ahead,
         max_consecutive_ambiguous=settings.max_consecutive_ambiguous,
     )
 

@@ -5,7 +5,6 @@ Imports stay light at DAG-parse time: hooks, httpx and the engine load in ``exec
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -23,8 +22,6 @@ if TYPE_CHECKING:
     from airflow_provider_sms.dispatch.settings import SendSettings
     from airflow_provider_sms.hooks.bulk import LedgerSource
 
-JOURNAL_DIR = "sms_send_journal"  # under AIRFLOW_HOME: the send journals of running campaigns
-
 BULK_TEMPLATE_FIELDS = (
     "dedupe_key",
     "report_uri",
@@ -38,7 +35,8 @@ BULK_TEMPLATE_FIELDS = (
     "max_failed_ratio",
     "max_rejected_ratio",
     "progress_interval",
-    "mark_ahead",
+    "lease_seconds",
+    "retention_days",
     "encoding",
     "max_consecutive_ambiguous",
 )
@@ -71,40 +69,6 @@ class RenderedAudience:
 
     def __str__(self) -> str:
         return str(self.serialize())
-
-
-def ledger_url_from_connection(conn_id: str) -> str:
-    """SQLAlchemy URL of an Airflow connection: postgres, sqlite, or a PostgreSQL/SQLite ``sqlalchemy_url``
-    extra (the ledger's claim relies on their ``INSERT ... ON CONFLICT``)."""
-    from airflow.sdk import BaseHook
-    from airflow.sdk.log import mask_secret
-    from sqlalchemy.engine import URL
-
-    conn = BaseHook.get_connection(conn_id)
-    if conn.password:
-        mask_secret(conn.password)
-    extra = conn.extra_dejson if conn.extra else {}
-    if isinstance(extra, dict) and extra.get("sqlalchemy_url"):
-        return str(extra["sqlalchemy_url"])
-    drivers = {
-        "postgres": "postgresql+psycopg2",
-        "postgresql": "postgresql+psycopg2",
-    }
-    if conn.conn_type == "sqlite":
-        return f"sqlite:///{conn.host}"
-    if conn.conn_type not in drivers:
-        raise AirflowFailException(
-            f"ledger connection {conn_id!r} of type {conn.conn_type!r} is not supported; "
-            "use postgres or sqlite, or set extra 'sqlalchemy_url' to a PostgreSQL or SQLite URL"
-        )
-    return URL.create(
-        drivers[conn.conn_type],
-        username=conn.login,
-        password=conn.password,
-        host=conn.host,
-        port=conn.port,
-        database=conn.schema,
-    ).render_as_string(hide_password=False)
 
 
 class BulkSendOperator(BaseOperator):
@@ -140,11 +104,13 @@ class BulkSendOperator(BaseOperator):
         before it keep their outcome, it and the rows after it end ``not_sent``.
     :param max_consecutive_ambiguous: requests in a row that may end ambiguous before the campaign
         stops (a gateway or network swallowing requests); 0 turns this off. Default 10.
-    :param mark_ahead: batches marked ``sending`` in the ledger ahead of a free connection, so the mark's
-        commit overlaps the requests in flight (README, Performance). Default: ``concurrency // 4``,
-        with the send journal under ``AIRFLOW_HOME`` that
-        tells a retry which marked batches never went out, so a crash of the task leaves at most
-        ``concurrency`` batches ambiguous (README, Delivery guarantees); 0 where no journal can be kept.
+    :param lease_seconds: how long this task's claims outlive its last heartbeat if it dies without
+        closing the ledger (default 60): another task of the campaign then takes them over. A task
+        that finds numbers held by another waits for them up to this long before it ends.
+    :param heartbeat_seconds: how often a running task renews its lease (default 10; at most half the
+        lease).
+    :param retention_days: finished ledger rows older than this are pruned when a campaign ends
+        (default 180; numbers pruned may be texted again by the same campaign key).
     """
 
     template_fields: Sequence[str] = BULK_TEMPLATE_FIELDS
@@ -170,7 +136,9 @@ class BulkSendOperator(BaseOperator):
         ledger_conn_id: str | None = None,
         resend_ambiguous: bool | str | None = None,
         progress_interval: float | str | None = None,
-        mark_ahead: int | str | None = None,
+        lease_seconds: float | str | None = None,
+        heartbeat_seconds: float | str | None = None,
+        retention_days: float | str | None = None,
         encoding: str | None = None,
         max_consecutive_ambiguous: int | str | None = None,
         **kwargs: Any,
@@ -191,7 +159,9 @@ class BulkSendOperator(BaseOperator):
         self.ledger_conn_id = ledger_conn_id
         self.resend_ambiguous = resend_ambiguous
         self.progress_interval = progress_interval
-        self.mark_ahead = mark_ahead
+        self.lease_seconds = lease_seconds
+        self.heartbeat_seconds = heartbeat_seconds
+        self.retention_days = retention_days
         self.encoding = encoding
         self.max_consecutive_ambiguous = max_consecutive_ambiguous
 
@@ -252,7 +222,9 @@ class BulkSendOperator(BaseOperator):
             "report_unmasked": self.report_unmasked,
             "use_ledger": self.use_ledger,
             "progress_interval": self.progress_interval,
-            "mark_ahead": self.mark_ahead,
+            "lease_seconds": self.lease_seconds,
+            "heartbeat_seconds": self.heartbeat_seconds,
+            "retention_days": self.retention_days,
             "max_failed_ratio": self.max_failed_ratio,
             "max_rejected_ratio": self.max_rejected_ratio,
             "encoding": self.encoding,
@@ -275,50 +247,13 @@ class BulkSendOperator(BaseOperator):
         return str(self.dedupe_key) if self.dedupe_key else self.task_identity(context)
 
     def open_ledger(self, context: Context, settings: SendSettings) -> Ledger | None:
-        """The ledger's database work runs in a child process (``ProcessLedger``), so the sending event
-        loop keeps its core; on a thread (``SqlLedger``) where no child process can be started."""
+        """The campaign's ledger (opened by the campaign once every argument was checked)."""
         if not settings.use_ledger or settings.dry_run:
             return None
-        from airflow_provider_sms.dispatch.ledger_process import LedgerProcessUnavailable, ProcessLedger
-        from airflow_provider_sms.dispatch.sql_ledger import SqlLedger
+        from airflow_provider_sms.hooks.ledger import SmsLedgerHook
 
-        home = os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow")
-        if self.ledger_conn_id:
-            url = ledger_url_from_connection(self.ledger_conn_id)
-        else:
-            url = SqlLedger.default_sqlite_url(home)
-        campaign, owner = self.campaign_key(context), self.task_identity(context)
-        # On this worker's disk, whatever the database: a retry here settles what a crash left unknown.
-        journal_dir = os.path.join(home, JOURNAL_DIR)
-        resend = settings.resend_ambiguous
-        ledger: ProcessLedger | SqlLedger
-        try:
-            ledger = ProcessLedger(url, campaign, owner, resend_ambiguous=resend, journal_dir=journal_dir)
-        except LedgerProcessUnavailable as exc:
-            self.log.warning("The ledger runs on a thread of this task instead: %s", exc)
-            ledger = SqlLedger(url, campaign, owner, resend_ambiguous=resend, journal_dir=journal_dir)
-        self.log_journal(ledger.recovered, ledger.journal_problem)
-        return ledger
-
-    def log_journal(self, found: Mapping[str, int], problem: str) -> None:
-        """Say what the send journals of earlier tries settled, or why this try keeps none."""
-        if found.get("outcomes") or found.get("never_sent") or found.get("maybe_delivered"):
-            self.log.warning(
-                "An earlier try of this task stopped mid-campaign; its send journal settled the numbers "
-                "it had marked: %d outcomes recorded, %d never sent (sent now), %d may have been "
-                "delivered (ambiguous)",
-                found["outcomes"],
-                found["never_sent"],
-                found["maybe_delivered"],
-            )
-        if found.get("untrusted"):
-            self.log.warning(
-                "%d send journal(s) of an earlier try were written before this machine restarted and "
-                "were not used: the numbers they had marked stay ambiguous",
-                found["untrusted"],
-            )
-        if problem:
-            self.log.warning("No send journal for this try, so no batch is marked ahead: %s", problem)
+        hook = SmsLedgerHook(self.ledger_conn_id)
+        return hook.ledger(self.campaign_key(context), self.task_identity(context), settings)
 
     # -- the flow -------------------------------------------------------------------------------------
     def send(self, context: Context, bulk: SendSettings, ledger: LedgerSource) -> Summary:

@@ -1,0 +1,125 @@
+"""The ledger's database and hash key from Airflow: a connection for a shared database, or SQLite
+under ``AIRFLOW_HOME`` with a key file beside it. Also pruning and the contact history by hand."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseHook
+
+from airflow_provider_sms.dispatch import event_loop
+from airflow_provider_sms.dispatch.sql_ledger import SqlLedger, key_from_text, load_key
+from airflow_provider_sms.gateways.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Sequence
+
+    from airflow_provider_sms.dispatch.settings import SendSettings
+
+DEFAULT_FILE = "sms_ledger.db"
+_DRIVERS = {"postgres": "postgresql+psycopg2", "postgresql": "postgresql+psycopg2"}
+
+
+def airflow_home() -> str:
+    return os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow")
+
+
+class SmsLedgerHook(BaseHook):
+    """Where the ledger lives. ``ledger_conn_id``: a ``postgres`` or ``sqlite`` connection (or any with
+    a PostgreSQL/SQLite ``sqlalchemy_url`` extra) whose extra ``hash_key`` (a secret of 32+ characters,
+    the same for every worker) keys the numbers' hashes. None: ``$AIRFLOW_HOME/sms_ledger.db`` with the
+    key file ``$AIRFLOW_HOME/sms_ledger.key``, both created 0600 (one machine's ledger)."""
+
+    hook_name = "SMS ledger"
+
+    def __init__(self, ledger_conn_id: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.ledger_conn_id = ledger_conn_id
+
+    def url_and_key(self) -> tuple[str, bytes]:
+        from airflow.sdk.log import mask_secret
+
+        if not self.ledger_conn_id:
+            home = airflow_home()
+            return f"sqlite:///{os.path.abspath(os.path.join(home, DEFAULT_FILE))}", load_key(home)
+        conn_id = self.ledger_conn_id
+        conn = self.get_connection(conn_id)
+        extra = conn.extra_dejson if conn.extra else {}
+        key = str(extra.get("hash_key") or "") if isinstance(extra, dict) else ""
+        if not key:
+            raise InvalidInputError(
+                f"ledger connection {conn_id!r} needs the extra 'hash_key': a secret of 32 or more "
+                "characters shared by every worker (the ledger stores numbers as hashes keyed by it)"
+            )
+        mask_secret(key)
+        if conn.password:
+            mask_secret(conn.password)
+        return ledger_url(conn_id, conn.conn_type, extra, conn), key_from_text(
+            key, f"ledger connection {conn_id!r}"
+        )
+
+    def ledger(self, campaign: str, task: str, settings: SendSettings) -> SqlLedger:
+        """A ledger for one campaign and task try, with the settings' lease, heartbeat and retention."""
+        url, key = self.url_and_key()
+        return SqlLedger(
+            url,
+            campaign,
+            task,
+            key=key,
+            resend_ambiguous=settings.resend_ambiguous,
+            lease=settings.lease_seconds,
+            heartbeat=settings.heartbeat_seconds,
+            retention_days=settings.retention_days,
+        )
+
+    def _with_ledger(self, work: Callable[[SqlLedger], Awaitable[Any]]) -> Any:
+        url, key = self.url_and_key()
+
+        async def run() -> Any:
+            ledger = SqlLedger(url, "maintenance", "maintenance", key=key)
+            await ledger.open()
+            try:
+                return await work(ledger)
+            finally:
+                await ledger.close()
+
+        return event_loop.run(run())
+
+    def prune(self, older_than_days: float) -> int:
+        """Delete the finished rows last changed more than ``older_than_days`` ago, in small
+        transactions (campaigns keep running meanwhile); returns how many went. For a maintenance DAG."""
+        if older_than_days <= 0:
+            raise InvalidInputError(f"older_than_days must be positive, got {older_than_days}")
+        deleted = int(self._with_ledger(lambda ledger: ledger.prune(older_than_days)))
+        self.log.info("Pruned %d ledger rows older than %g days", deleted, older_than_days)
+        return deleted
+
+    def accepted_since(self, phones: Sequence[str], since: float) -> dict[str, int]:
+        """How many messages were accepted for each of ``phones`` since ``since`` (epoch seconds),
+        across campaigns: the contact history, looked up by the numbers' hashes."""
+        return dict(self._with_ledger(lambda ledger: ledger.accepted_since(phones, since)))
+
+
+def ledger_url(conn_id: str, conn_type: str | None, extra: Any, conn: Any) -> str:
+    """SQLAlchemy URL of a ledger connection: postgres, sqlite, or a PostgreSQL/SQLite
+    ``sqlalchemy_url`` extra (the ledger's claim relies on their ``INSERT ... ON CONFLICT``)."""
+    from sqlalchemy.engine import URL
+
+    if isinstance(extra, dict) and extra.get("sqlalchemy_url"):
+        return str(extra["sqlalchemy_url"])
+    if conn_type == "sqlite":
+        return f"sqlite:///{conn.host}"
+    if conn_type not in _DRIVERS:
+        raise InvalidInputError(
+            f"ledger connection {conn_id!r} of type {conn_type!r} is not supported; "
+            "use postgres or sqlite, or set extra 'sqlalchemy_url' to a PostgreSQL or SQLite URL"
+        )
+    return URL.create(
+        _DRIVERS[conn_type],
+        username=conn.login,
+        password=conn.password,
+        host=conn.host,
+        port=conn.port,
+        database=conn.schema,
+    ).render_as_string(hide_password=False)
