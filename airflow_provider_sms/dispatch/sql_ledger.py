@@ -44,6 +44,7 @@ from sqlalchemy import (
     delete,
     event,
     func,
+    inspect,
     or_,
     select,
     tuple_,
@@ -282,6 +283,11 @@ class SqlLedger:
             self.entries.metadata.create_all(engine, checkfirst=True)
         except DBAPIError:  # mapped tasks start together: another one may have just created them
             self.entries.metadata.create_all(engine, checkfirst=True)
+        if inspect(engine).has_table("sms_ledger"):
+            log.warning(
+                "The table sms_ledger of an earlier version of this provider holds phone numbers in "
+                "clear; drop it once no campaign needs it (this version keeps keyed hashes only)"
+            )
 
     async def _heartbeat(self) -> None:
         while True:

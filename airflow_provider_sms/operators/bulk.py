@@ -336,7 +336,8 @@ class BulkSendOperator(BaseOperator):
                 f"max_rejected_ratio={rejected:.1%} ({counts})"
             )
         c = summary.counts
-        if not summary.dry_run and not c["accepted"] and not c["skipped"] and c["rejected"] + c["ambiguous"]:
+        sent = c["accepted"] + c["skipped"] + c["accepted_earlier"]
+        if not summary.dry_run and not sent and c["rejected"] + c["ambiguous"]:
             raise AirflowFailException(
                 f"no recipient was accepted: every one was rejected or may not have been delivered ({counts})"
             )
