@@ -151,7 +151,11 @@ CASES: list[tuple[str, Callable[[], Any], str]] = [
     ),
     ("concurrency not whole", operator_settings(concurrency="x1"), "concurrency must be a whole number"),
     ("concurrency too high", operator_settings(concurrency=10_000), "concurrency must be between 1 and 512"),
-    ("mark_ahead negative", operator_settings(mark_ahead=-1), "mark_ahead must be between 0 and 512"),
+    (
+        "heartbeat over half the lease",
+        operator_settings(lease_seconds=10, heartbeat_seconds=6),
+        "heartbeat_seconds must be at most half of lease_seconds",
+    ),
     ("no SMIL", upload(zip_of({"1.gif": GIF})), "smil"),
     ("SMIL names a missing frame", upload(zip_of({"2.gif": GIF, "a.smil": SMIL})), "1.gif"),
     ("frames folder missing", lambda: build_package("/nonexistent/frames"), "frames"),

@@ -227,25 +227,3 @@ def test_what_airflow_shows_of_an_inline_audience(audience: object, shown: dict[
     from airflow_provider_sms.operators.bulk import RenderedAudience
 
     assert RenderedAudience(audience).serialize() == shown
-
-
-@pytest.mark.parametrize(
-    ("given", "with_journal", "without"), [(None, 4, 0), ("", 4, 0), ("4", 4, 4), (16, 16, 16), (0, 0, 0)]
-)
-def test_mark_ahead_is_a_quarter_of_concurrency_where_a_send_journal_is_kept(
-    given: object, with_journal: int, without: int
-) -> None:
-    """The crash bound of the Delivery guarantees (``concurrency`` batches) holds by default: batches
-    are marked ahead only with a send journal, unless the task asks; its value, as given or as a
-    template rendered it, reaches the campaign."""
-    from airflow_provider_sms.dispatch.settings import SendSettings
-    from airflow_provider_sms.hooks.bulk import campaign_options
-    from airflow_provider_sms.operators.sms import SmsSendOperator
-
-    operator = SmsSendOperator(
-        task_id="t", recipients="13812348000", template_code="TPL_CODE", mark_ahead=given
-    )
-    assert "mark_ahead" in operator.template_fields
-    connection = SendSettings(numbers_per_request=1, concurrency=16)
-    options = campaign_options(operator.bulk_settings().over(connection))
-    assert (options.ahead(journaled=True), options.ahead(journaled=False)) == (with_journal, without)

@@ -62,7 +62,7 @@ BOUNDED = [
     ("numbers_per_request", 1, 1000, True),
     ("max_attempts", 1, 20, True),
     ("progress_interval", 1, 86400, False),
-    ("mark_ahead", 0, 512, True),
+    ("retention_days", 1, 36500, False),
     ("max_failed_ratio", 0, 1, False),
     ("max_rejected_ratio", 0, 1, False),
     ("max_consecutive_ambiguous", 0, 100000, True),
@@ -219,6 +219,7 @@ def test_settings_computed_by_templates_are_used(connections: SandboxServer) -> 
     assert len(deliveries(connections, "ihuyi")) == 30
     shown = result.rendered[("send", -1)]
     assert (shown["concurrency"], shown["numbers_per_request"], shown["max_attempts"]) == ("2", "10", "3")
+    assert shown["lease_seconds"] == "30"
 
 
 def test_the_connection_form_shows_the_bounds_the_hooks_check() -> None:

@@ -59,5 +59,6 @@ with _dag("sms_test_settings_computed") as computed_dag:
         max_attempts="{{ 1 + 2 }}",
         progress_interval="{{ 60 * 5 }}",
         max_failed_ratio="{{ 0.5 }}",
-        mark_ahead="{{ 0 }}",
+        lease_seconds="{{ 6 * 5 }}",
+        heartbeat_seconds=5,
     )

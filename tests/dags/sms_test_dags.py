@@ -65,6 +65,8 @@ with _dag("sms_test_kill", native=False) as kill_dag:
         numbers_per_request=10,
         concurrency=4,
         progress_interval=1,
+        lease_seconds=3,  # a run after a kill takes the dead try's claims over 3 s after its last heartbeat
+        heartbeat_seconds=1,
     )
 
 with _dag("sms_test_faults") as faults_dag:
