@@ -326,16 +326,27 @@ class SqlLedger:
             .where(or_(e.c.owner != self.owner, e.c.status != CLAIMED))
         ).all()
         verdicts: dict[str, Verdict] = {}
+        takes: dict[tuple[str, str, str], list[str]] = {}  # (owner, status, new status) -> numbers
         for phone, status, owner, lease_until, renewed_at in others:
             live = lease_until is not None and lease_until > now
             verdict = self._verdict(status, owner, live, renewed_at, alive_since)
-            if verdict is None and self._take(conn, phone, owner, status, CLAIMED, now):
-                continue  # ours now
-            if verdict is None:  # another task took it a moment before us
-                verdict = Verdict(Outcome.HELD, "held", "being sent by another task of this campaign")
-            elif verdict.outcome is Outcome.AMBIGUOUS and status == SENDING:
-                self._take(conn, phone, owner, status, Outcome.AMBIGUOUS.value, now, AMBIGUOUS_MESSAGE)
+            if verdict is None:
+                takes.setdefault((owner, status, CLAIMED), []).append(phone)
+                continue
+            if verdict.outcome is Outcome.AMBIGUOUS and status == SENDING:
+                takes.setdefault((owner, status, Outcome.AMBIGUOUS.value), []).append(phone)
             verdicts[phone] = verdict
+        for (owner, status, new), phones in takes.items():
+            if self._take(conn, phones, owner, status, new, now) == len(phones) or new != CLAIMED:
+                continue
+            # Another task took some over a moment before us: those are its now.
+            e = self.entries
+            ours = select(e.c.phone).where(
+                e.c.campaign == self.campaign, e.c.phone.in_(phones), e.c.owner == self.owner
+            )
+            taken = set(phones) - set(conn.execute(ours).scalars())
+            for phone in taken:
+                verdicts[phone] = Verdict(Outcome.HELD, "held", "being sent by another task of this campaign")
         return verdicts
 
     def _insert_new(self) -> Any:
@@ -369,19 +380,20 @@ class SqlLedger:
         return Verdict(Outcome.AMBIGUOUS, "ledger", message)
 
     def _take(
-        self, conn: Connection, phone: str, owner: str, status: str, new: str, now: float, message: str = ""
-    ) -> bool:
-        """Compare and set one row: of two tasks taking the same row over, exactly one succeeds."""
+        self, conn: Connection, phones: list[str], owner: str, status: str, new: str, now: float
+    ) -> int:
+        """Compare and set rows still as they were read: of two tasks taking the same row over, exactly
+        one succeeds. Returns how many rows changed."""
         e = self.entries
         values: dict[str, Any] = {"status": new, "updated_at": now}
         if new == CLAIMED:
             values.update(owner=self.owner, code="", message="", gateway_id="")
         else:
-            values.update(code="ledger", message=message)
+            values.update(code="ledger", message=AMBIGUOUS_MESSAGE)
         where = and_(
-            e.c.phone == phone, e.c.campaign == self.campaign, e.c.owner == owner, e.c.status == status
+            e.c.campaign == self.campaign, e.c.phone.in_(phones), e.c.owner == owner, e.c.status == status
         )
-        return bool(conn.execute(update(e).where(where).values(values)).rowcount)
+        return int(conn.execute(update(e).where(where).values(values)).rowcount)
 
     # ----- marks and outcomes (group commit) -------------------------------------------------------
     async def mark_sending(self, phones: Sequence[str]) -> None:

@@ -36,6 +36,7 @@ BULK_TEMPLATE_FIELDS = (
     "max_rejected_ratio",
     "progress_interval",
     "lease_seconds",
+    "heartbeat_seconds",
     "retention_days",
     "encoding",
     "max_consecutive_ambiguous",
