@@ -76,16 +76,16 @@ def parse(given: str) -> URL:
 
 def mask(url: URL) -> None:
     """Register the URL's password (as written in a URL, and decoded) and the whole URL with Airflow's
-    secret masker: Airflow masks a connection's extra as a whole, not a password inside a value."""
+    secret masker: Airflow masks a connection's extra as a whole, not a password inside one value."""
     from airflow.sdk.log import mask_secret
 
-    secrets = [url.password, url.query.get("password")]
+    secrets = [s for s in (url.password, url.query.get("password")) if isinstance(s, str) and s]
     for secret in secrets:
-        if isinstance(secret, str) and secret:
-            mask_secret(secret)
-            if (encoded := quote(secret, safe="")) != secret:
-                mask_secret(encoded)
-    mask_secret(url.render_as_string(hide_password=False))
+        mask_secret(secret)
+        if (encoded := quote(secret, safe="")) != secret:
+            mask_secret(encoded)
+    if secrets:  # a URL without one (a SQLite file's) stays readable in the log
+        mask_secret(url.render_as_string(hide_password=False))
 
 
 def ledger_url(given: str) -> str:
