@@ -48,6 +48,15 @@ def tail(path: Path, chars: int = 3000) -> str:
     return text[-chars:]
 
 
+def _die_with_parent() -> None:
+    """In the child before exec (Linux): SIGTERM when the test process dies, even by SIGKILL, so a
+    component never outlives its test run; its own SIGTERM handling stops what it started."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 @dataclass
 class Process:
     """One component: a command in its own session (process group), output to ``log``."""
@@ -67,6 +76,7 @@ class Process:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # its own process group: stop() reaches its children too
+                preexec_fn=_die_with_parent if sys.platform == "linux" else None,
             )
 
     def alive(self) -> bool:
