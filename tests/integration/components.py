@@ -216,10 +216,11 @@ class Stack:
         self.env["AIRFLOW_CONN_IHUYI_DEFAULT"] = json.dumps(ihuyi)
         self.env["AIRFLOW_CONN_JUNCDT_DEFAULT"] = json.dumps(juncdt)
 
-    def spawn(self, name: str, argv: list[str]) -> Process:
+    def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Process:
+        """Start a process of the stack (``env``: other settings than the stack's, e.g. a worker's)."""
         process = Process(name, argv, self.folder / f"{name}.log")
         self.processes[name] = process
-        process.start(self.env, self.folder)
+        process.start(self.env if env is None else env, self.folder)
         return process
 
     def stop(self) -> None:
