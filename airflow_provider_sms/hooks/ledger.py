@@ -15,10 +15,11 @@ from airflow_provider_sms.gateways.errors import InvalidInputError
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
 
+    from airflow.sdk import Connection
+
     from airflow_provider_sms.dispatch.settings import SendSettings
 
 DEFAULT_FILE = "sms_ledger.db"
-_DRIVERS = {"postgres": "postgresql+psycopg2", "postgresql": "postgresql+psycopg2"}
 
 
 def airflow_home() -> str:
@@ -53,11 +54,7 @@ class SmsLedgerHook(BaseHook):
                 "characters shared by every worker (the ledger stores numbers as hashes keyed by it)"
             )
         mask_secret(key)
-        if conn.password:
-            mask_secret(conn.password)
-        return ledger_url(conn_id, conn.conn_type, extra, conn), key_from_text(
-            key, f"ledger connection {conn_id!r}"
-        )
+        return ledger_url_from_connection(conn_id, conn), key_from_text(key, f"ledger connection {conn_id!r}")
 
     def ledger(self, campaign: str, task: str, settings: SendSettings) -> SqlLedger:
         """A ledger for one campaign and task try, with the settings' lease, heartbeat and retention."""
@@ -101,25 +98,37 @@ class SmsLedgerHook(BaseHook):
         return dict(self._with_ledger(lambda ledger: ledger.accepted_since(phones, since)))
 
 
-def ledger_url(conn_id: str, conn_type: str | None, extra: Any, conn: Any) -> str:
-    """SQLAlchemy URL of a ledger connection: postgres, sqlite, or a PostgreSQL/SQLite
-    ``sqlalchemy_url`` extra (the ledger's claim relies on their ``INSERT ... ON CONFLICT``)."""
+def ledger_url_from_connection(conn_id: str, conn: Connection) -> str:
+    """SQLAlchemy URL of a ledger connection: postgres, sqlite, or a PostgreSQL/SQLite ``sqlalchemy_url``
+    extra (the ledger's claim relies on their ``INSERT ... ON CONFLICT``). A PostgreSQL URL without a
+    driver gets the installed one (:mod:`airflow_provider_sms.ledger_url`); the password is masked."""
+    from airflow.sdk.log import mask_secret
     from sqlalchemy.engine import URL
 
-    if isinstance(extra, dict) and extra.get("sqlalchemy_url"):
-        return str(extra["sqlalchemy_url"])
-    if conn_type == "sqlite":
-        return f"sqlite:///{conn.host}"
-    if conn_type not in _DRIVERS:
-        raise InvalidInputError(
-            f"ledger connection {conn_id!r} of type {conn_type!r} is not supported; "
-            "use postgres or sqlite, or set extra 'sqlalchemy_url' to a PostgreSQL or SQLite URL"
+    from airflow_provider_sms.ledger_url import LedgerUrlError, ledger_url, mask, postgres_drivername
+
+    if conn.password:
+        mask_secret(conn.password)
+    extra = conn.extra_dejson if conn.extra else {}
+    try:
+        if isinstance(extra, dict) and extra.get("sqlalchemy_url"):
+            return ledger_url(str(extra["sqlalchemy_url"]))
+        if conn.conn_type == "sqlite":
+            return ledger_url(f"sqlite:///{conn.host}")
+        if conn.conn_type not in ("postgres", "postgresql"):
+            raise InvalidInputError(
+                f"ledger connection {conn_id!r} of type {conn.conn_type!r} is not supported; "
+                "use postgres or sqlite, or set extra 'sqlalchemy_url' to a PostgreSQL or SQLite URL"
+            )
+        url = URL.create(
+            postgres_drivername(),
+            username=conn.login,
+            password=conn.password,
+            host=conn.host,
+            port=conn.port,
+            database=conn.schema,
         )
-    return URL.create(
-        _DRIVERS[conn_type],
-        username=conn.login,
-        password=conn.password,
-        host=conn.host,
-        port=conn.port,
-        database=conn.schema,
-    ).render_as_string(hide_password=False)
+    except LedgerUrlError as exc:
+        raise InvalidInputError(f"ledger connection {conn_id!r}: {exc}") from None
+    mask(url)  # the password as the URL writes it (percent-encoded), not only as the connection holds it
+    return url.render_as_string(hide_password=False)
