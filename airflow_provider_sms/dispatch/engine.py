@@ -485,6 +485,7 @@ class Campaign:
 
     async def _work(self, queue: asyncio.Queue[list[Recipient] | None]) -> None:
         while (batch := await queue.get()) is not None:
+            self.summary.batches += 1  # as queued: a batch split in halves still counts once
             await self._deliver(batch)
 
     async def _deliver(self, batch: list[Recipient]) -> None:
