@@ -68,10 +68,11 @@ def delivered(server: SandboxServer) -> int:
     return int(control(server, "GET", "/_sandbox/deliveries/count")["total"])
 
 
-def open_leases(dag_id: str) -> list[str]:
-    """Tries of ``dag_id`` whose ledger lease is still registered (a ledger closed ends its lease)."""
+def open_leases(task: str) -> list[str]:
+    """Tries of tasks named from ``task`` on whose ledger lease is still registered (a ledger closed
+    ends its lease; a killed try's stays until it is pruned)."""
     with sqlite3.connect(Path(os.environ["AIRFLOW_HOME"]) / "sms_ledger.db") as db:
-        rows = db.execute("SELECT owner FROM sms_ledger_owners WHERE owner LIKE ?", (f"{dag_id}/%",))
+        rows = db.execute("SELECT owner FROM sms_ledger_owners WHERE owner LIKE ?", (f"{task}%",))
         return [owner for (owner,) in rows]
 
 
@@ -101,7 +102,7 @@ def test_execution_timeout_stops_the_campaign(
     assert at[-1] - at[0] <= 3 + PROMPT + SLACK
     # What the sandbox delivered is what the summary says went out (or may have).
     assert summary["accepted"] <= delivered(connections) <= summary["accepted"] + summary["ambiguous"]
-    assert not open_leases("sms_test_timeout") and not ledger_threads()  # the ledger was closed
+    assert not open_leases("sms_test_timeout/") and not ledger_threads()  # the ledger was closed
 
 
 def test_sigterm_stops_sending_within_the_kill_grace(connections: SandboxServer) -> None:
@@ -143,7 +144,7 @@ def test_sigterm_stops_sending_within_the_kill_grace(connections: SandboxServer)
     assert summary["accepted"] <= count <= summary["accepted"] + summary["ambiguous"]
     assert count < 5000
     # The ledger was closed before the task ended: its lease ended with it (no other task need wait).
-    assert not open_leases("sms_test_kill")
+    assert not open_leases("sms_test_kill/send/manual__2026-11-21")  # this run's (not a killed one's)
 
 
 async def run_in_thread_and_stop(gw: SandboxServer) -> tuple[float, Any]:
