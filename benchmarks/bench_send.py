@@ -150,6 +150,7 @@ class TimedLedger(SqlLedger):
 
     opened = 0.0
     busy = 0.0
+    transactions = 0
 
     async def open(self) -> None:
         await super().open()
@@ -160,6 +161,7 @@ class TimedLedger(SqlLedger):
             raise RuntimeError(f"{self!r} is not open")
 
         def timed(engine: Any) -> Any:  # on the ledger's thread
+            self.transactions += 1
             started = time.perf_counter()
             try:
                 return SqlLedger._transaction(engine, work)
@@ -178,6 +180,7 @@ class Timing:
     opened: float = 0.0
     done: float = 0.0
     ledger_busy: float = 0.0
+    ledger_transactions: int = 0
 
     def rates(self, n: int) -> dict[str, Any]:
         return {
@@ -186,6 +189,7 @@ class Timing:
             "per_second": round(n / (self.done - self.started), 1),
             "ledger_open_ms": round((self.opened - self.started) * 1000, 1) if self.opened else 0.0,
             "ledger_thread_busy": round(self.ledger_busy / (self.done - self.started), 3),
+            "ledger_transactions": self.ledger_transactions,
         }
 
 
@@ -227,7 +231,7 @@ def run_campaign(
     summary = event_loop.run(campaign.run())  # as the hooks run it
     clock.done = time.perf_counter()
     if isinstance(led, TimedLedger):
-        clock.opened, clock.ledger_busy = led.opened, led.busy
+        clock.opened, clock.ledger_busy, clock.ledger_transactions = led.opened, led.busy, led.transactions
     return summary
 
 

@@ -12,7 +12,7 @@ the history, as a repeat audience is) claimed in chunks of 5,000 as the engine d
 no gateway in between (the ledger alone is measured, and it is the bottleneck here), then closed (its
 lease ended, the retention's prune). Prints wall and CPU time per number, medians and ranges.
 
-    python benchmarks/ledger_history.py                       # SQLite, 3 rounds (about 4 minutes)
+    python benchmarks/ledger_history.py                       # SQLite, 3 rounds (build 3 min, 2.7 GB)
     python benchmarks/ledger_history.py --keep /var/tmp/h.db  # keep the history file, reuse it next time
     python benchmarks/ledger_history.py --postgres            # the same on a private PostgreSQL server
                                                               # (tests/pgserver.py; fsync off)
@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import io
 import os
 import secrets
+import shutil
 import sqlite3
 import statistics
 import sys
@@ -216,6 +218,7 @@ def main() -> None:
     if key_file and key_file.exists():
         key = bytes.fromhex(key_file.read_text())
     tmp = Path(tempfile.mkdtemp(prefix="sms-ledger-history-"))
+    atexit.register(shutil.rmtree, tmp, True)  # the history (2.7 GB) unless --keep put it elsewhere
     server: Any = None
     print(f"load average at the start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
     started = time.perf_counter()
@@ -231,6 +234,7 @@ def main() -> None:
         if not path.exists():
             build_sqlite(path, key, args.numbers, campaigns)
             if key_file:
+                key_file.touch(0o600)
                 key_file.write_text(key.hex())
         history_url = f"sqlite:///{path}"
     print(
