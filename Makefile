@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench bench-ledger clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,11 @@ pg:
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_send.py
+
+# The ledger's cost per number, empty vs 10,000,000 rows of history (SQLite; builds the history first).
+# BENCH_LEDGER_ARGS=--postgres measures PostgreSQL instead (needs `make pg`).
+bench-ledger: $(STAMP)
+	$(BIN)/python benchmarks/ledger_history.py $(BENCH_LEDGER_ARGS)
 
 clean:
 	rm -rf $(VENV) .demo .test-run .mypy_cache .ruff_cache

@@ -1,23 +1,22 @@
 """Bulk send benchmark: the project's path vs a vendor-style loop vs a bare client loop (the ceiling).
 
 Starts the sandbox gateway in its own process with a fixed added latency, and measures in one run:
-  (a) the project's bulk path (``Campaign`` + gateway client + the SQLite ledger in its child process
-      and the send journal, as the operators run it by default: 16 batches marked ahead), timed like
-      (c) from when it is ready to send (its ledger open), and also from the ledger's start (a child
-      process, about 0.2 s once per task); and the same with ``mark_ahead=0`` (no batch marked ahead of
-      a free connection: each waits for its mark's commit, the default before the send journal),
+  (a) the project's bulk path as the operators run it by default: ``Campaign`` + gateway client +
+      ``SqlLedger`` on a new SQLite file (its database work on one thread of this process, marks and
+      outcomes group-committed), timed from ``Campaign.run`` (which opens the ledger) to its summary,
+  (a') the same without a ledger,
   (b) a sequential loop of blocking POSTs, like the vendors' sample code,
   (c) the fastest bare client loop: two loops with the same concurrency, ready bodies, no parsing or
       logic, on the event loop (a) runs on (uvloop where installed): aiohttp's own ``session.post``,
-      and the httpx transport on aiohttp that (a) uses; each turn's (c) is the faster of the two (on
-      this host the leaner loop is often the slower one, README, Performance);
-(c), (a), (a) with mark-ahead and (a') (no ledger) run in turns, five times by default, and report
-their medians, with the CPU each used per request (the sending process, and the ledger's child);
-plus the ihuyi 100-numbers-per-request path, the rate limiter's accuracy, and peak memory while
-streaming 1,000,000 recipients from a CSV file. Prints a table and writes benchmarks/results/latest.json.
+      and the httpx transport on aiohttp that (a) uses; each turn's (c) is the faster of the two
+      (docs/performance.md tells why);
+(c), (a) and (a') run in turns, five times by default, and report their medians, with the CPU the
+sending process (the ledger's thread included) used per recipient; plus the ihuyi
+100-numbers-per-request path, the rate limiter's accuracy, and peak memory while streaming 1,000,000
+recipients from a CSV file. Prints a table and writes benchmarks/results/latest.json.
 
-    python benchmarks/bench_send.py            # full run (about two and a half minutes)
-    python benchmarks/bench_send.py --rounds 9 # more turns of (c), (a), (a) with mark-ahead and (a')
+    python benchmarks/bench_send.py            # full run (14 to 16 min on a loaded 2-core host)
+    python benchmarks/bench_send.py --rounds 9 # more turns of (c), (a) and (a')
     python benchmarks/bench_send.py --quick    # smaller counts, for a smoke check
 """
 
@@ -25,9 +24,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import contextlib
 import json
 import os
+import secrets
+import shutil
 import socket
 import statistics
 import subprocess
@@ -40,16 +42,15 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from airflow_provider_sms.dispatch.sql_ledger import SqlLedger
+
 if TYPE_CHECKING:
     from airflow_provider_sms.dispatch.ledger import Ledger
-    from airflow_provider_sms.dispatch.ledger_process import ProcessLedger
-    from airflow_provider_sms.dispatch.sql_ledger import SqlLedger
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 CONCURRENCY = 64
 LATENCY_MS = 20
-STRICT = 0  # the comparison row: no batch marked ``sending`` ahead of a free connection
 
 
 def free_port() -> int:
@@ -141,27 +142,56 @@ def import_paths() -> None:
 
     import airflow_provider_sms.dispatch.engine
     import airflow_provider_sms.dispatch.event_loop
-    import airflow_provider_sms.dispatch.ledger_process
     import airflow_provider_sms.dispatch.recipients
     import airflow_provider_sms.dispatch.senders  # noqa: F401
 
 
+class TimedLedger(SqlLedger):
+    """``SqlLedger``, noting when ``Campaign.run`` finished opening it, and how long its database
+    thread spent in transactions (``busy``: near the campaign's time, the thread is the limit)."""
+
+    opened = 0.0
+    busy = 0.0
+    transactions = 0
+
+    async def open(self) -> None:
+        await super().open()
+        self.opened = time.perf_counter()
+
+    async def _run(self, work: Any) -> Any:
+        if self._pool is None or self._engine is None:
+            raise RuntimeError(f"{self!r} is not open")
+
+        def timed(engine: Any) -> Any:  # on the ledger's thread
+            self.transactions += 1
+            started = time.perf_counter()
+            try:
+                return SqlLedger._transaction(engine, work)
+            finally:
+                self.busy += time.perf_counter() - started
+
+        return await asyncio.wrap_future(self._pool.submit(timed, self._engine))
+
+
 @dataclass
 class Timing:
-    """A campaign's clock: ``started`` when the ledger is opened (its child process starts), ``sending``
-    when the campaign starts (the ledger ready, the path ready to send, as (c) is when its clock starts)."""
+    """A campaign's clock: ``started`` when ``Campaign.run`` is called (it opens the ledger: creates
+    the tables if needed, registers the try's lease), ``opened`` once the ledger is open."""
 
     started: float = 0.0
-    sending: float = 0.0
+    opened: float = 0.0
     done: float = 0.0
+    ledger_busy: float = 0.0
+    ledger_transactions: int = 0
 
     def rates(self, n: int) -> dict[str, Any]:
         return {
             "recipients": n,
-            "seconds": round(self.done - self.sending, 3),
-            "per_second": round(n / (self.done - self.sending), 1),
-            "ledger_start_s": round(self.sending - self.started, 3),
-            "per_second_with_ledger_start": round(n / (self.done - self.started), 1),
+            "seconds": round(self.done - self.started, 3),
+            "per_second": round(n / (self.done - self.started), 1),
+            "ledger_open_ms": round((self.opened - self.started) * 1000, 1) if self.opened else 0.0,
+            "ledger_thread_busy": round(self.ledger_busy / (self.done - self.started), 3),
+            "ledger_transactions": self.ledger_transactions,
         }
 
 
@@ -174,21 +204,13 @@ def run_campaign(
     rps: float | None = None,
     params: dict[str, str] | None = None,
     timing: Timing | None = None,
-    mark_ahead: int | None = None,
 ) -> Any:
     from airflow_provider_sms.dispatch import event_loop
     from airflow_provider_sms.dispatch.engine import Campaign, CampaignOptions
     from airflow_provider_sms.dispatch.recipients import Cleaner, rows_from_file, rows_from_items
 
     clock = timing or Timing()
-    clock.started = time.perf_counter()
-    led: Ledger | None
-    if ledger is True:
-        from airflow_provider_sms.dispatch.ledger_process import ProcessLedger
-
-        led = new_ledger(ProcessLedger)
-    else:
-        led = ledger or None
+    led: Ledger | None = new_ledger() if ledger is True else (ledger or None)
     if isinstance(items, Path):
         path = items
 
@@ -199,41 +221,45 @@ def run_campaign(
         def rows() -> Any:
             return rows_from_items(items)
 
-    options = CampaignOptions(
-        concurrency=concurrency, requests_per_second=rps, progress_interval=3600, mark_ahead=mark_ahead
-    )
+    options = CampaignOptions(concurrency=concurrency, requests_per_second=rps, progress_interval=3600)
     campaign = Campaign(
         sender,
         rows,
         lambda: Cleaner(shared_params=params, use_params=sender.takes_params),
         options,
-        ledger=led,
+        ledger=led,  # Campaign.run opens it, and closes it
     )
-    clock.sending = time.perf_counter()
+    clock.started = time.perf_counter()
     summary = event_loop.run(campaign.run())  # as the hooks run it
     clock.done = time.perf_counter()
+    if isinstance(led, TimedLedger):
+        clock.opened, clock.ledger_busy, clock.ledger_transactions = led.opened, led.busy, led.transactions
     return summary
 
 
-def new_ledger(kind: type[SqlLedger] | type[ProcessLedger]) -> SqlLedger | ProcessLedger:
-    """A ledger of ``kind`` on a new SQLite file, with its send journal, as the operators open one by
-    default (here in a temporary folder)."""
-    folder = tempfile.mkdtemp(prefix="sms-bench-")
-    url, campaign = f"sqlite:///{folder}/ledger.db", f"bench-{time.time()}"
-    return kind(url, campaign, "bench", journal_dir=f"{folder}/journal")
+def scratch(prefix: str) -> str:
+    """A temporary folder, removed when the benchmark ends (a 1M-number ledger is 300 MB)."""
+    folder = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
 
 
-def bench_project_juncdt(
-    url: str, n: int, ledger: bool | Ledger, start: int = 0, mark_ahead: int | None = None
-) -> dict[str, Any]:
+def new_ledger(folder: str | None = None) -> TimedLedger:
+    """``SqlLedger`` on a new SQLite file with a random hash key, as the operators open the default one
+    under ``AIRFLOW_HOME`` (here in a temporary folder); not opened yet."""
+    folder = folder or scratch("sms-bench-")
+    return TimedLedger(
+        f"sqlite:///{folder}/ledger.db", f"bench-{time.time()}", "bench", key=secrets.token_bytes(32)
+    )
+
+
+def bench_project_juncdt(url: str, n: int, ledger: bool | Ledger, start: int = 0) -> dict[str, Any]:
     from airflow_provider_sms.dispatch.senders import SmsSender
 
     sender = SmsSender(juncdt_client(url), "TPL_CODE", sign_code=None, numbers_per_request=1)
     audience = numbers(n, start)  # the input list is given, not part of the path measured
     timing = Timing()
-    summary = run_campaign(
-        sender, audience, ledger=ledger, params={"code": "1234"}, timing=timing, mark_ahead=mark_ahead
-    )
+    summary = run_campaign(sender, audience, ledger=ledger, params={"code": "1234"}, timing=timing)
     assert summary.counts["accepted"] == n, summary.as_dict()
     return timing.rates(n)
 
@@ -370,26 +396,21 @@ def bench_rate(url: str, rate: float, n: int) -> dict[str, Any]:
     return {"configured_rps": rate, "requests": n, "seconds": round(elapsed, 3)}
 
 
-def cpu_seconds() -> tuple[float, float]:
-    """CPU time of this process, and of its children reaped so far (a ledger's child is reaped when
-    its campaign closes the ledger; the sandbox only at the end)."""
+def cpu_seconds() -> float:
+    """CPU time of this process, all its threads (the ledger's included)."""
     import resource
 
     own = resource.getrusage(resource.RUSAGE_SELF)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
+    return own.ru_utime + own.ru_stime
 
 
 def with_cpu(bench: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
-    """``bench(*args, **kwargs)``'s result, with the CPU it used per recipient: in the sending process,
-    and in the ledger's child process. Seen with the rate, it tells a slower host from a slower path."""
-    own, children = cpu_seconds()
+    """``bench(*args, **kwargs)``'s result, with the CPU the sending process used per recipient. Seen
+    with the rate, it tells a slower host from a slower path."""
+    before = cpu_seconds()
     result = dict(bench(*args, **kwargs))
-    own_after, children_after = cpu_seconds()
-    n = result["recipients"]
     result["loop"] = bench.__name__
-    result["cpu_us_per_recipient"] = round((own_after - own) / n * 1e6, 1)
-    result["ledger_child_cpu_us_per_recipient"] = round((children_after - children) / n * 1e6, 1)
+    result["cpu_us_per_recipient"] = round((cpu_seconds() - before) / result["recipients"] * 1e6, 1)
     return result
 
 
@@ -441,7 +462,7 @@ from airflow_provider_sms.dispatch import event_loop
 from airflow_provider_sms.dispatch.engine import Campaign, CampaignOptions
 from airflow_provider_sms.dispatch.recipients import Cleaner, rows_from_file
 from airflow_provider_sms.dispatch.senders import MmsSender
-from airflow_provider_sms.dispatch.ledger_process import ProcessLedger
+from airflow_provider_sms.dispatch.sql_ledger import SqlLedger
 from airflow_provider_sms.gateways.ihuyi import IhuyiClient
 from airflow_provider_sms.gateways.transport import HttpSettings
 from airflow_provider_sms.sandbox.accounts import IHUYI_ACCOUNT, IHUYI_PASSWORD
@@ -456,23 +477,21 @@ url, csv_path, ledger_path = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
 baseline = rss_kb()
 client = IhuyiClient(IHUYI_ACCOUNT, IHUYI_PASSWORD, HttpSettings(url), default_pid=1, max_connections=64)
 sender = MmsSender(client, "1001", pid=1, send_time="", numbers_per_request=100)
-ledger = ProcessLedger(f"sqlite:///{ledger_path}", "memory-bench", "bench",
-                       journal_dir=f"{ledger_path}.journal")
+ledger = SqlLedger(f"sqlite:///{ledger_path}", "memory-bench", "bench", key=bytes(32))
 started = time.perf_counter()
 summary = event_loop.run(Campaign(sender, lambda: rows_from_file(csv_path, csv_path.name),
                                lambda: Cleaner(use_params=False), CampaignOptions(concurrency=64,
                                progress_interval=3600), ledger=ledger).run())
 elapsed = time.perf_counter() - started
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-ledger_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # the ledger's child, reaped at close
 print(json.dumps({"recipients": summary.counts["accepted"], "baseline_mb": round(baseline / 1024, 1),
                   "peak_mb": round(peak / 1024, 1), "growth_mb": round((peak - baseline) / 1024, 1),
-                  "ledger_process_peak_mb": round(ledger_peak / 1024, 1), "seconds": round(elapsed, 1)}))
+                  "seconds": round(elapsed, 1)}))
 """
 
 
 def bench_memory(url: str, n: int) -> dict[str, Any]:
-    tmp = Path(tempfile.mkdtemp(prefix="sms-bench-mem-"))
+    tmp = Path(scratch("sms-bench-mem-"))
     csv_path = tmp / "audience.csv"
     with csv_path.open("w", encoding="utf-8") as out:
         out.write("phone,segment\n")
@@ -497,6 +516,7 @@ def main() -> None:
     scale = 0.1 if args.quick else 1.0
     results: dict[str, Any] = {
         "machine": machine(),
+        "load_average": list(os.getloadavg()),  # at the start: other work on the machine slows the run
         "latency_ms": LATENCY_MS,
         "concurrency": CONCURRENCY,
         "latency_bound_per_s": CONCURRENCY / (LATENCY_MS / 1000),
@@ -512,34 +532,33 @@ def main() -> None:
             "c_bare_transport": [],
             "c_bare_client": [],
             "a_project": [],
-            "a_project_strict": [],
             "a_project_no_ledger": [],
         }
         for turn in range(args.rounds):
-            first = 3 * turn * n  # new numbers for every campaign
+            first = 2 * turn * n  # new numbers for every campaign
             runs["c_bare_aiohttp"].append(with_cpu(bench_bare, sandbox.url, n))
             runs["c_bare_transport"].append(with_cpu(bench_bare_transport, sandbox.url, n))
             runs["c_bare_client"].append(
                 max(runs["c_bare_aiohttp"][-1], runs["c_bare_transport"][-1], key=lambda r: r["per_second"])
             )
             runs["a_project"].append(with_cpu(bench_project_juncdt, sandbox.url, n, ledger=True, start=first))
-            runs["a_project_strict"].append(
-                with_cpu(
-                    bench_project_juncdt, sandbox.url, n, ledger=True, start=first + n, mark_ahead=STRICT
-                )
-            )
             runs["a_project_no_ledger"].append(
-                with_cpu(bench_project_juncdt, sandbox.url, n, ledger=False, start=first + 2 * n)
+                with_cpu(bench_project_juncdt, sandbox.url, n, ledger=False, start=first + n)
             )
         for key, measured in runs.items():
             results[key] = {**median_run(measured), "runs": [m["per_second"] for m in measured]}
         results["c_bare_client"]["loops"] = [m["loop"] for m in runs["c_bare_client"]]
-        # Over all turns, like the rates: not the values of the turn whose rate was the median.
-        for key in ("per_second_with_ledger_start", "ledger_start_s"):
+        # Over all turns, like the rates: not the value of the turn whose rate was the median.
+        for key in ("ledger_open_ms", "ledger_thread_busy"):
             results["a_project"][key] = statistics.median(m[key] for m in runs["a_project"])
+        # Each turn's (a) against the same turn's (c): the spread the median hides.
+        turn_ratios = [
+            round(a["per_second"] / c["per_second"], 3)
+            for a, c in zip(runs["a_project"], runs["c_bare_client"], strict=True)
+        ]
         results["b_sequential"] = bench_sequential(sandbox.url, int(400 * scale) or 40)
-        results["ihuyi_100_per_request"] = bench_ihuyi(sandbox.url, int(600_000 * scale), ledger=True)
-        results["ihuyi_no_ledger"] = bench_ihuyi(sandbox.url, int(600_000 * scale), ledger=False)
+        results["ihuyi_100_per_request"] = bench_ihuyi(sandbox.url, int(200_000 * scale), ledger=True)
+        results["ihuyi_no_ledger"] = bench_ihuyi(sandbox.url, int(200_000 * scale), ledger=False)
     finally:
         sandbox.close()
     recording = Sandbox(0, record=True)
@@ -561,38 +580,28 @@ def main() -> None:
         results["memory_1m_csv"] = bench_memory(zero.url, int(1_000_000 * scale))
     finally:
         zero.close()
+    results["load_average_end"] = list(os.getloadavg())
     a, b, c = (results[k]["per_second"] for k in ("a_project", "b_sequential", "c_bare_client"))
-    a_whole = results["a_project"]["per_second_with_ledger_start"]
-    a_strict = results["a_project_strict"]["per_second"]
+    a_free = results["a_project_no_ledger"]["per_second"]
     results["ratios"] = {
         "a_over_b": round(a / b, 1),
         "a_over_c": round(a / c, 3),
-        "a_strict_over_c": round(a_strict / c, 3),
-        "a_with_ledger_start_over_c": round(a_whole / c, 3),
+        "a_over_c_each_turn": turn_ratios,
+        "a_no_ledger_over_c": round(a_free / c, 3),
         "c_over_latency_bound": round(c / results["latency_bound_per_s"], 3),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "latest.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     print(
         f"latency {LATENCY_MS} ms, concurrency {CONCURRENCY}, latency bound "
         f"{results['latency_bound_per_s']:.0f} req/s"
     )
 
     def cpu(key: str) -> str:
-        """CPU per recipient in the median turn: the sending process (+ the ledger's child)."""
-        run = results[key]
-        child = run.get("ledger_child_cpu_us_per_recipient", 0.0)
-        return f"{run['cpu_us_per_recipient']:>5.0f}" + (f" + {child:.0f}" if child else "")
+        """CPU per recipient in the median turn: the sending process, the ledger's thread included."""
+        return f"{results[key]['cpu_us_per_recipient']:>5.0f}"
 
     rows = [
-        (
-            "(a) project bulk path, juncdt 1/request (SQLite ledger)",
-            results["a_project"]["per_second"],
-            cpu("a_project"),
-        ),
-        ("(a) the same campaign timed from the ledger's start", a_whole, ""),
-        ("(a) with mark_ahead=0 (each batch waits for its mark)", a_strict, cpu("a_project_strict")),
-        ("(a') same, no ledger", results["a_project_no_ledger"]["per_second"], cpu("a_project_no_ledger")),
+        ("(a) project bulk path, juncdt 1/request (SQLite ledger)", a, cpu("a_project")),
+        ("(a') same, no ledger", a_free, cpu("a_project_no_ledger")),
         ("(b) sequential blocking POSTs (vendor sample style)", b, ""),
         ("(c) bare client loop, no logic (ceiling): the faster of", c, ""),
         ("    - aiohttp's session.post", results["c_bare_aiohttp"]["per_second"], cpu("c_bare_aiohttp")),
@@ -605,19 +614,26 @@ def main() -> None:
         ("ihuyi MMS 100/request, no ledger", results["ihuyi_no_ledger"]["per_second"], ""),
     ]
     speed = results["machine"]
+    load = results["load_average"]
     print(
-        f"  host: {speed['cpu_model'] or 'unknown CPU'}, a fixed Python loop in {speed['python_loop_ms']} ms"
+        f"  host: {speed['cpus']} CPUs, {speed['cpu_model'] or 'unknown CPU'}, a fixed Python loop in "
+        f"{speed['python_loop_ms']} ms; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at the start"
     )
-    print(f"  {'':<60} {'recipients/s':>12}   CPU µs/recipient (+ ledger child)")
+    print(f"  {'':<60} {'recipients/s':>12}   CPU µs/recipient")
     for label, value, used in rows:
         print(f"  {label:<60} {value:>12,.0f}   {used}")
     turns = {k: results[k]["runs"] for k in runs}
     print(f"  (medians of {args.rounds} turns: " + "; ".join(f"{k} {v}" for k, v in turns.items()) + ")")
     ratios = results["ratios"]
     print(
-        f"  ratios: (a)/(b) = {ratios['a_over_b']}, (a)/(c) = {ratios['a_over_c']}; from the ledger's start "
-        f"({results['a_project']['ledger_start_s']} s), (a)/(c) = {ratios['a_with_ledger_start_over_c']}; "
-        f"with mark_ahead=0, (a)/(c) = {ratios['a_strict_over_c']}"
+        f"  ratios: (a)/(b) = {ratios['a_over_b']}, (a)/(c) = {ratios['a_over_c']} "
+        f"(each turn: {', '.join(map(str, turn_ratios))}), (a')/(c) = {ratios['a_no_ledger_over_c']}; "
+        f"the ledger opened in {results['a_project']['ledger_open_ms']} ms (median)"
+    )
+    print(
+        "  the ledger's thread was busy in transactions for "
+        f"{results['a_project']['ledger_thread_busy']:.0%} of (a)'s time (median), "
+        f"{results['ihuyi_100_per_request']['ledger_thread_busy']:.0%} of the ihuyi campaign's"
     )
     r = results["rate_limit"]
     print(
@@ -627,19 +643,19 @@ def main() -> None:
     m = results["memory_1m_csv"]
     print(
         f"  {m['recipients']:,} recipients from CSV: peak RSS {m['peak_mb']} MB, "
-        f"{m['growth_mb']} MB over {m['baseline_mb']} MB after imports, {m['seconds']} s; "
-        f"the ledger's child process peaked at {m['ledger_process_peak_mb']} MB"
+        f"{m['growth_mb']} MB over {m['baseline_mb']} MB after imports, {m['seconds']} s"
     )
     targets = {
         "juncdt (a) >= 1,200/s": a >= 1200,
         "(a)/(b) >= 25": a / b >= 25,
-        "(a)/(c) >= 0.9": a / c >= 0.9,
-        "ihuyi 100/request >= 50,000/s": results["ihuyi_100_per_request"]["per_second"] >= 50_000,
+        "(a)/(c) >= 0.85": a / c >= 0.85,
+        "ihuyi 100/request > 100,000/s": results["ihuyi_100_per_request"]["per_second"] > 100_000,
         "rate >= 95% of 200/s, no 1-s window over 200": r["achieved_ratio"] >= 0.95
         and r["max_in_one_second"] <= 200,
         "CSV streaming: peak RSS growth <= 150 MB": m["growth_mb"] <= 150,
     }
     results["targets_met"] = targets
+    RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     for name, met in targets.items():
         print(f"  target {name}: {'met' if met else 'NOT MET'}")
