@@ -153,6 +153,9 @@ def run_dag(dag_id: str, **kwargs: Any) -> DagRunResult:
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
+    from tests.airflow32 import keep_in_process_api_alive
+
+    keep_in_process_api_alive()
     for path in sorted(_DAGS.glob("*.py")):
         if f'"{dag_id}"' not in path.read_text(encoding="utf-8"):
             continue
