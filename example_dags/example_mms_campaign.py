@@ -7,6 +7,12 @@
    covers the audience; its threshold is templated from the audience size.
 4. ``MmsSendOperator`` streams the file, sends in batches with bounded concurrency and a rate limit,
    records each outcome in the ledger (a retry never texts anyone twice), and writes a report.
+
+It texts people, so it has no schedule: unpausing it sends nothing, a run starts only when triggered
+(``airflow dags trigger example_mms_campaign``). For a weekly campaign, set the schedule shown in the
+``@dag`` call once the audience and the template are real ones. The audience and the report are
+written to a local folder (``SMS_EXAMPLE_DATA_DIR``, else the temp folder): with workers on several
+machines, write them to storage every worker reaches (see ``example_sms_mapped_campaign``).
 """
 
 from __future__ import annotations
@@ -29,7 +35,9 @@ AUDIENCE_SIZE = int(os.environ.get("SMS_EXAMPLE_AUDIENCE", "2000"))
 
 @dag(
     dag_id="example_mms_campaign",
-    schedule="0 10 * * 1",
+    # Triggered by hand only: with a schedule, unpausing the DAG would send a campaign at once (Airflow
+    # runs the latest interval). A weekly campaign, Mondays at 10:00: schedule="0 10 * * 1".
+    schedule=None,
     start_date=datetime(2026, 1, 1),
     catchup=False,
     tags=["mms", "example"],

@@ -222,7 +222,8 @@ def _exception_texts(error: BaseException | None) -> str:
     while error is not None and id(error) not in seen:
         seen.add(id(error))
         texts.append(f"{type(error).__name__}: {error}")
-        error = error.__cause__ or error.__context__
+        # As a traceback shows it: the cause, else the context unless ``raise ... from None`` hid it.
+        error = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
     return "\n".join(texts)
 
 

@@ -137,7 +137,11 @@ CASES: list[tuple[str, Callable[[], Any], str]] = [
     ),
     ("a path that is not .csv or .jsonl", bulk("juncdt", "/data/audience.txt"), "name it .csv"),
     ("a compressed file", bulk("ihuyi", "s3://bucket/audience.csv.gz"), "compressed files are not read"),
-    ("unknown file encoding", bulk("juncdt", "/data/audience.csv", encoding="gbk2312"), "unknown encoding"),
+    (
+        "unknown file encoding",
+        bulk("juncdt", "/data/audience.csv", encoding="gbk2312"),
+        "encoding must be a text encoding",
+    ),
     (
         "shared param None",
         bulk_sms(["13812348000"], template="TPL_CODE", params={"code": None}),

@@ -10,7 +10,7 @@ import psutil
 import pytest
 
 from airflow_provider_sms.sandbox.server import SandboxServer
-from tests.conftest import control, deliveries, run_dag
+from tests.conftest import control, deliveries, force, run_dag
 from tests.test_dispatch import numbers, run_mms, run_sms
 
 
@@ -36,13 +36,14 @@ async def test_a_number_at_its_daily_limit_does_not_hold_back_its_batch(gw: Sand
     assert "13800000007" not in {d["number"] for d in deliveries(gw, "juncdt")}
 
 
-async def test_an_ihuyi_409_batch_is_split_to_the_blacklisted_numbers(gw: SandboxServer) -> None:
-    # The sandbox answers 409 when no number of the request may be sent: a batch of two blacklisted
-    # numbers and two good ones, split, rejects only the two.
-    control(gw, "POST", "/_sandbox/accounts", {"ihuyi": {"blacklist": ["13800000000", "13800000001"]}})
-    summary = await run_mms(gw, numbers(4), per_request=2, concurrency=1)
-    assert summary.counts["rejected"] == 2 and summary.counts["accepted"] == 2
-    assert {d["number"] for d in deliveries(gw, "ihuyi")} == {"13800000002", "13800000003"}
+async def test_an_ihuyi_409_batch_is_split_until_the_refused_number_stands_alone(gw: SandboxServer) -> None:
+    # The gateway refuses the 4-number request, then its first half, then that half's first number:
+    # only that number ends rejected, the three others go out.
+    force(gw, "ihuyi", "SendMms", "409", times=3)
+    summary = await run_mms(gw, numbers(4), per_request=4, concurrency=1)
+    assert summary.counts["rejected"] == 1 and summary.counts["accepted"] == 3
+    assert summary.requests == 5  # the batch, its halves, the first half's halves
+    assert {d["number"] for d in deliveries(gw, "ihuyi")} == set(numbers(4)[1:])
 
 
 async def test_consecutive_ambiguous_requests_trip_the_breaker(gw: SandboxServer) -> None:

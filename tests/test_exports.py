@@ -14,7 +14,7 @@ import pytest
 from airflow_provider_sms.dispatch.engine import CHUNK
 from airflow_provider_sms.dispatch.outcomes import Summary
 from airflow_provider_sms.dispatch.recipients import MAX_ROW_CHARS
-from airflow_provider_sms.dispatch.settings import SendSettings
+from airflow_provider_sms.dispatch.settings import SendSettings, send_settings
 from airflow_provider_sms.gateways.errors import InvalidInputError
 from airflow_provider_sms.hooks.ihuyi import IhuyiHook
 from airflow_provider_sms.hooks.juncdt import JuncdtHook
@@ -28,7 +28,7 @@ def numbers(n: int, start: int = 0) -> list[str]:
 
 def notice(source: Any, *, encoding: str = "utf-8", **params: Any) -> Summary:
     """TPL_NOTICE (``${name}您好，您的订单${order}已发货``), 500 numbers a request when params agree."""
-    settings = SendSettings(numbers_per_request=500, encoding=encoding)
+    settings = send_settings({"numbers_per_request": 500, "encoding": encoding})  # as an operator does
     return JuncdtHook().send_bulk(source, "TPL_NOTICE", params or None, bulk=settings)
 
 
@@ -105,7 +105,7 @@ def test_a_gbk_export_is_read_with_encoding_gb18030(connections: SandboxServer, 
 def test_an_unknown_encoding_is_refused_before_sending(connections: SandboxServer, tmp_path: Path) -> None:
     source = tmp_path / "customers.csv"
     source.write_text("phone,name,order\n13900000001,a,1\n", encoding="utf-8")
-    with pytest.raises(InvalidInputError, match="encoding 'gbk2312'"):
+    with pytest.raises(InvalidInputError, match=r"encoding must be a text encoding Python knows.*'gbk2312'"):
         notice(str(source), encoding="gbk2312")
     assert control(connections, "GET", "/_sandbox/requests")["requests"] == []
 

@@ -146,7 +146,7 @@ def postgres() -> Iterator[str]:
 def test_mapped_campaign_on_a_shared_postgres_ledger(
     connections: SandboxServer, postgres: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("SMS_EXAMPLE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("AIRFLOW_VAR_SMS_CHUNK_BASE", tmp_path.as_uri())
     monkeypatch.setenv("SMS_EXAMPLE_LEDGER_CONN_ID", "sms_ledger")
     monkeypatch.setenv(
         "AIRFLOW_CONN_SMS_LEDGER", json.dumps({"conn_type": "generic", "extra": {"sqlalchemy_url": postgres}})

@@ -72,7 +72,7 @@ def test_balance_gated_campaign(
 def test_mapped_campaign_shares_one_dedupe_key(
     connections: SandboxServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("SMS_EXAMPLE_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("AIRFLOW_VAR_SMS_CHUNK_BASE", tmp_path.as_uri())
     result = run_dag("example_sms_mapped_campaign")
     assert result.state == "success", result.tasks
     summaries = [result.xcom("send_chunk", map_index=i) for i in range(3)]
@@ -80,6 +80,25 @@ def test_mapped_campaign_shares_one_dedupe_key(
     assert sum(s["skipped"] for s in summaries) == 40
     sent = [d["number"] for d in deliveries(connections, "juncdt")]
     assert len(sent) == len(set(sent)) == 320
+    assert len(list(tmp_path.glob("chunks-*/part-*.csv"))) == 3  # under the sms_chunk_base Variable
+
+
+def test_no_example_dag_sends_on_a_schedule() -> None:
+    """Unpausing an example must not text anyone: each one runs only when triggered."""
+    import importlib.util
+
+    examples = Path(__file__).resolve().parent.parent / "example_dags"
+    schedules = {}
+    for path in sorted(examples.glob("*.py")):
+        spec = importlib.util.spec_from_file_location(f"example_{path.stem}", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        for value in vars(module).values():
+            if hasattr(value, "dag_id") and hasattr(value, "timetable"):
+                schedules[value.dag_id] = value.schedule
+    assert "example_mms_campaign" in schedules and len(schedules) == 4
+    assert schedules == dict.fromkeys(schedules)
 
 
 def test_fatal_answer_fails_the_task_and_still_reports(connections: SandboxServer, tmp_path: Path) -> None:

@@ -75,36 +75,40 @@ class RenderedAudience:
 
 def ledger_url_from_connection(conn_id: str) -> str:
     """SQLAlchemy URL of an Airflow connection: postgres, sqlite, or a PostgreSQL/SQLite ``sqlalchemy_url``
-    extra (the ledger's claim relies on their ``INSERT ... ON CONFLICT``)."""
+    extra (the ledger's claim relies on their ``INSERT ... ON CONFLICT``). A PostgreSQL URL without a
+    driver gets the installed one (:mod:`airflow_provider_sms.ledger_url`); the password is masked."""
     from airflow.sdk import BaseHook
     from airflow.sdk.log import mask_secret
     from sqlalchemy.engine import URL
+
+    from airflow_provider_sms.ledger_url import LedgerUrlError, ledger_url, mask, postgres_drivername
 
     conn = BaseHook.get_connection(conn_id)
     if conn.password:
         mask_secret(conn.password)
     extra = conn.extra_dejson if conn.extra else {}
-    if isinstance(extra, dict) and extra.get("sqlalchemy_url"):
-        return str(extra["sqlalchemy_url"])
-    drivers = {
-        "postgres": "postgresql+psycopg2",
-        "postgresql": "postgresql+psycopg2",
-    }
-    if conn.conn_type == "sqlite":
-        return f"sqlite:///{conn.host}"
-    if conn.conn_type not in drivers:
-        raise AirflowFailException(
-            f"ledger connection {conn_id!r} of type {conn.conn_type!r} is not supported; "
-            "use postgres or sqlite, or set extra 'sqlalchemy_url' to a PostgreSQL or SQLite URL"
+    try:
+        if isinstance(extra, dict) and extra.get("sqlalchemy_url"):
+            return ledger_url(str(extra["sqlalchemy_url"]))
+        if conn.conn_type == "sqlite":
+            return ledger_url(f"sqlite:///{conn.host}")
+        if conn.conn_type not in ("postgres", "postgresql"):
+            raise AirflowFailException(
+                f"ledger connection {conn_id!r} of type {conn.conn_type!r} is not supported; "
+                "use postgres or sqlite, or set extra 'sqlalchemy_url' to a PostgreSQL or SQLite URL"
+            )
+        url = URL.create(
+            postgres_drivername(),
+            username=conn.login,
+            password=conn.password,
+            host=conn.host,
+            port=conn.port,
+            database=conn.schema,
         )
-    return URL.create(
-        drivers[conn.conn_type],
-        username=conn.login,
-        password=conn.password,
-        host=conn.host,
-        port=conn.port,
-        database=conn.schema,
-    ).render_as_string(hide_password=False)
+    except LedgerUrlError as exc:
+        raise AirflowFailException(f"ledger connection {conn_id!r}: {exc}") from None
+    mask(url)  # the password as the URL writes it (percent-encoded), not only as the connection holds it
+    return url.render_as_string(hide_password=False)
 
 
 class BulkSendOperator(BaseOperator):

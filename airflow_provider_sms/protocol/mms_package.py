@@ -1,4 +1,4 @@
-"""ihuyi MMS template packages: a zip of frames plus one SMIL layout (GATEWAYS.md, "The MMS template zip").
+"""ihuyi MMS templates: a zip of frames and one SMIL layout (docs/gateways.md, "The MMS template zip").
 
 Build one from a ready zip, a folder of frames or a list of frames, and validate it before any upload:
 the gateway's rejections are terse, a local error naming the offending file is not.

@@ -26,8 +26,9 @@ def _decode_xml(body: bytes) -> str:
         encoding = match.group(1).decode("ascii")
     try:
         codecs.lookup(encoding)
-    except LookupError as exc:
-        raise MalformedReply(f"reply declares an unknown encoding {encoding!r}") from exc
+    except LookupError:
+        # Not chained: the lookup's own message quotes the reply's text, which may echo anything.
+        raise MalformedReply(f"reply declares an unknown encoding {encoding!r}") from None
     try:
         text = body.decode(encoding)
     except UnicodeDecodeError as exc:

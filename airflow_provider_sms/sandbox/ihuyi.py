@@ -1,4 +1,4 @@
-"""The ihuyi MMS protocol (GATEWAYS.md section 1): decide a code like the real gateway, reply its XML."""
+"""The ihuyi MMS protocol (docs/gateways.md): decide a code like the real gateway, reply its XML."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The juncdt SMS protocol (GATEWAYS.md section 2): decide a code like the real gateway, reply its JSON."""
+"""The juncdt SMS protocol (docs/gateways.md): decide a code like the real gateway, reply its JSON."""
 
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ def render(code: str, msg: str | None, phone: Any) -> Reply:
 
 
 def _decide(state: SandboxState, data: Any) -> str:
-    """The checks in the order GATEWAYS.md and the task list them; success records the deliveries."""
+    """The checks in the order docs/gateways.md lists them; success records the deliveries."""
     if not isinstance(data, dict):
         return "30023"
     account = state.juncdt
