@@ -1,16 +1,20 @@
-"""Keep Airflow 3.2's ``dag.test()`` working through a task that runs a full garbage collection.
+"""Two fixes of Airflow 3.2's ``dag.test()`` for the tests, both made in Airflow 3.3.
 
-On Airflow 3.2, ``dag.test()`` serves the Execution API in process from an object it drops once its
-client is built; the API's startup state (its services registry) lives on that object, so the first
-full garbage collection during a task closes it, and the task's next call to Airflow fails with
-``'State' object has no attribute 'svcs_registry'``. Airflow 3.3 ties that state to the client's
-transport. Here every such object is kept for the life of the process, which has the same effect.
-Test harness only: deployed workers talk to the API server and are not affected.
+``dag.test()`` serves the Execution API in process. On Airflow 3.2 it schedules the API's startup (which
+registers its services) without waiting for it, so a task's first call can come first; and it keeps the
+started state on an object it drops at once, so the first full garbage collection during a task shuts
+the API down. Either way the task's call fails with ``'State' object has no attribute 'svcs_registry'``.
+Airflow 3.3 waits for the startup and ties the state to the client's transport. Here each API is
+started before it is handed out and kept for the life of the process. Deployed workers talk to the API
+server and are not affected.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
+
+STARTUP_TIMEOUT = 120.0  # seconds; the first start builds every API version's routes
 
 
 def keep_in_process_api_alive() -> None:
@@ -29,6 +33,14 @@ def keep_in_process_api_alive() -> None:
 
     def in_process_api_server() -> Any:
         api = made()
+        api.transport  # noqa: B018 (builds the app and schedules its startup)
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while not hasattr(api.app.state, "svcs_registry"):
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    "Airflow's in-process Execution API did not start (is [api_auth] jwt_secret set?)"
+                )
+            time.sleep(0.01)
         kept.append(api)
         return api
 

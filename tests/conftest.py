@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -31,6 +32,10 @@ for _source in [*(ROOT / "example_dags").glob("*.py"), *(ROOT / "tests" / "dags"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(_DAGS)
 os.environ.setdefault("AIRFLOW__CORE__TEST_CONNECTION", "Enabled")
 os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO")
+# dag.test()'s in-process Execution API on Airflow 3.2 starts only with a JWT secret configured (3.3
+# needs none there). The airflow.cfg that `airflow db migrate` writes has one, but this process read
+# its configuration before that file existed.
+os.environ.setdefault("AIRFLOW__API_AUTH__JWT_SECRET", secrets.token_urlsafe(16))
 
 from airflow_provider_sms.sandbox.accounts import (  # noqa: E402
     IHUYI_ACCOUNT,
