@@ -1,20 +1,20 @@
 """Two fixes of Airflow 3.2's ``dag.test()`` for the tests, both made in Airflow 3.3.
 
-``dag.test()`` serves the Execution API in process. On Airflow 3.2 it schedules the API's startup (which
-registers its services) without waiting for it, so a task's first call can come first; and it keeps the
-started state on an object it drops at once, so the first full garbage collection during a task shuts
-the API down. Either way the task's call fails with ``'State' object has no attribute 'svcs_registry'``.
-Airflow 3.3 waits for the startup and ties the state to the client's transport. Here each API is
-started before it is handed out and kept for the life of the process. Deployed workers talk to the API
-server and are not affected.
+``dag.test()`` serves the Execution API in process. On Airflow 3.2 it builds a new one for every task,
+schedules its startup (which registers its services) without waiting for it, so a task's first call can
+come first, and keeps the started state on an object it drops at once, so the first full garbage
+collection during a task shuts the API down. Either way the task's call fails with ``'State' object has
+no attribute 'svcs_registry'``. Airflow 3.3 builds one per process, waits for its startup and keeps it.
+Here the same is done on 3.2. Deployed workers talk to the API server and are not affected.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
-STARTUP_TIMEOUT = 120.0  # seconds; the first start builds every API version's routes
+STARTUP_TIMEOUT = 120.0  # seconds
 
 
 def keep_in_process_api_alive() -> None:
@@ -27,10 +27,10 @@ def keep_in_process_api_alive() -> None:
     from airflow.sdk.execution_time import supervisor
 
     made = supervisor.in_process_api_server
-    if getattr(made, "kept", None) is not None:
+    if hasattr(made, "cache_info"):
         return
-    kept: list[Any] = []
 
+    @functools.lru_cache(maxsize=1)
     def in_process_api_server() -> Any:
         api = made()
         api.transport  # noqa: B018 (builds the app and schedules its startup)
@@ -41,8 +41,6 @@ def keep_in_process_api_alive() -> None:
                     "Airflow's in-process Execution API did not start (is [api_auth] jwt_secret set?)"
                 )
             time.sleep(0.01)
-        kept.append(api)
         return api
 
-    in_process_api_server.kept = kept  # type: ignore[attr-defined]
     supervisor.in_process_api_server = in_process_api_server
