@@ -17,12 +17,22 @@ from typing import Any
 STARTUP_TIMEOUT = 120.0  # seconds
 
 
-def keep_in_process_api_alive() -> None:
-    """Idempotent; does nothing on Airflow 3.3 and later."""
+def airflow_33() -> bool:
     from airflow import __version__
     from packaging.version import Version
 
-    if Version(__version__) >= Version("3.3"):
+    return Version(__version__) >= Version("3.3")
+
+
+def dag_test_gives_callbacks_the_exception() -> bool:
+    """Airflow 3.2's ``dag.test()`` leaves ``exception`` out of a failure callback's context (a deployed
+    worker puts it in); 3.3's puts it in."""
+    return airflow_33()
+
+
+def keep_in_process_api_alive() -> None:
+    """Idempotent; does nothing on Airflow 3.3 and later."""
+    if airflow_33():
         return
     from airflow.sdk.execution_time import supervisor
 
