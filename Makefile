@@ -4,8 +4,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The suite also runs on the lowest Airflow minor the package supports, in a venv of its own.
+AIRFLOW_LOW := 3.2.2
+VENV_LOW := .venv-airflow32
+STAMP_LOW := $(VENV_LOW)/.installed
 
-.PHONY: demo test lint bench bench-ledger clean
+.PHONY: demo test test-airflow33 test-airflow32 lint bench bench-ledger clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,8 +25,21 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint pg
+$(STAMP_LOW): pyproject.toml constraints/airflow-3.2.txt
+	$(PYTHON) -m venv $(VENV_LOW)
+	$(VENV_LOW)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV_LOW)/bin/python -m pip install --quiet -e ".[test]" "apache-airflow==$(AIRFLOW_LOW)" \
+		-c constraints/airflow-3.2.txt
+	touch $(STAMP_LOW)
+
+# The whole suite on the newest Airflow (.venv) and on the lowest supported one (.venv-airflow32).
+test: lint pg test-airflow33 test-airflow32
+
+test-airflow33: $(STAMP) pg
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+test-airflow32: $(STAMP_LOW) pg
+	$(VENV_LOW)/bin/python -m pytest -q -p no:cacheprovider
 
 # The ledger tests run against a real PostgreSQL server (tests/pgserver.py starts a private one):
 # nothing to do when initdb is installed; as root, install it; otherwise say what to install.
@@ -49,4 +66,4 @@ bench-ledger: $(STAMP)
 	$(BIN)/python benchmarks/ledger_history.py $(BENCH_LEDGER_ARGS)
 
 clean:
-	rm -rf $(VENV) .demo .test-run .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VENV_LOW) .demo .test-run .mypy_cache .ruff_cache

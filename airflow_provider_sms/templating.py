@@ -14,8 +14,9 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
     import jinja2
-    from airflow.sdk import Context
-    from airflow.sdk.definitions._internal.templater import Templater
+    from airflow.sdk import BaseNotifier, BaseOperator, Context
+
+    Templater = BaseOperator | BaseNotifier  # what renders template fields
 
 
 def split_off(
@@ -38,16 +39,26 @@ def render_field_quietly(
     template."""
     from airflow_provider_sms.protocol.phones import mask_in_text
 
-    for _, value in owner._iter_templated_fields(owner, [field]):
-        try:
-            if callable(value):
-                rendered = value(context=context, jinja_env=jinja_env)
-            else:
-                rendered = owner.render_template(value, context, jinja_env, seen_oids)
-        except Exception as exc:
-            where = getattr(owner, "task_id", type(owner).__name__)
-            raise AirflowException(
-                f"{where}: the {field!r} template did not render: {type(exc).__name__}: "
-                f"{mask_in_text(str(exc))} (the template is not shown: it may hold phone numbers)"
-            ) from None
-        setattr(owner, field, rendered)
+    value = getattr(owner, field)
+    if _is_empty(value):  # as Airflow: an empty field is not rendered
+        return
+    try:
+        if callable(value):
+            rendered = value(context=context, jinja_env=jinja_env)
+        else:
+            rendered = owner.render_template(value, context, jinja_env, seen_oids)
+    except Exception as exc:
+        where = getattr(owner, "task_id", type(owner).__name__)
+        raise AirflowException(
+            f"{where}: the {field!r} template did not render: {type(exc).__name__}: "
+            f"{mask_in_text(str(exc))} (the template is not shown: it may hold phone numbers)"
+        ) from None
+    setattr(owner, field, rendered)
+
+
+def _is_empty(value: object) -> bool:
+    """False for a value with no truth value (e.g. a DataFrame): Airflow renders those."""
+    try:
+        return not value
+    except Exception:
+        return False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -31,6 +32,10 @@ for _source in [*(ROOT / "example_dags").glob("*.py"), *(ROOT / "tests" / "dags"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(_DAGS)
 os.environ.setdefault("AIRFLOW__CORE__TEST_CONNECTION", "Enabled")
 os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO")
+# dag.test()'s in-process Execution API on Airflow 3.2 starts only with a JWT secret configured (3.3
+# needs none there). The airflow.cfg that `airflow db migrate` writes has one, but this process read
+# its configuration before that file existed.
+os.environ.setdefault("AIRFLOW__API_AUTH__JWT_SECRET", secrets.token_urlsafe(16))
 
 from airflow_provider_sms.sandbox.accounts import (  # noqa: E402
     IHUYI_ACCOUNT,
@@ -153,6 +158,9 @@ def run_dag(dag_id: str, **kwargs: Any) -> DagRunResult:
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
+    from tests.airflow32 import keep_in_process_api_alive
+
+    keep_in_process_api_alive()
     for path in sorted(_DAGS.glob("*.py")):
         if f'"{dag_id}"' not in path.read_text(encoding="utf-8"):
             continue

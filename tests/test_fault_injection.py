@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_sms.sandbox.server import SandboxServer
-from tests.conftest import control, deliveries, ihuyi_conn, run_dag, set_conn
+from tests.conftest import ROOT, control, deliveries, ihuyi_conn, run_dag, set_conn
 from tests.pgserver import PostgresServer
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
@@ -30,6 +30,9 @@ RUNNER = """
 import sys
 from datetime import datetime, timezone
 sys.path.insert(0, {dags!r})
+sys.path.insert(0, {root!r})
+from tests.airflow32 import keep_in_process_api_alive
+keep_in_process_api_alive()
 import importlib
 module = importlib.import_module("sms_test_dags")
 when = datetime(2026, 11, 20, tzinfo=timezone.utc)
@@ -51,7 +54,7 @@ def sandbox_count(server: SandboxServer) -> int:
 
 def run_kill_dag(dags: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-c", RUNNER.format(dags=dags)],
+        [sys.executable, "-c", RUNNER.format(dags=dags, root=str(ROOT))],
         env=os.environ.copy(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

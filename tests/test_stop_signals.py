@@ -24,7 +24,7 @@ from airflow_provider_sms.dispatch.engine import Campaign, CampaignOptions, stop
 from airflow_provider_sms.dispatch.recipients import Cleaner, rows_from_items
 from airflow_provider_sms.dispatch.senders import MmsSender
 from airflow_provider_sms.sandbox.server import SandboxServer
-from tests.conftest import control, run_dag
+from tests.conftest import ROOT, control, run_dag
 from tests.test_gateways import ihuyi
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
@@ -38,6 +38,9 @@ RUNNER = """
 import json, sys
 from datetime import datetime, timezone
 sys.path.insert(0, {dags!r})
+sys.path.insert(0, {root!r})
+from tests.airflow32 import keep_in_process_api_alive
+keep_in_process_api_alive()
 import importlib
 module = importlib.import_module("sms_test_dags")
 when = datetime(2026, 11, 21, tzinfo=timezone.utc)
@@ -111,7 +114,7 @@ def test_sigterm_stops_sending_within_the_kill_grace(connections: SandboxServer)
     dags = os.environ["AIRFLOW__CORE__DAGS_FOLDER"]
     control(connections, "POST", "/_sandbox/faults", {"latency_ms": 40})
     runner = subprocess.Popen(
-        [sys.executable, "-c", RUNNER.format(dags=dags)],
+        [sys.executable, "-c", RUNNER.format(dags=dags, root=str(ROOT))],
         env=os.environ.copy(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
