@@ -203,7 +203,9 @@ def test_two_workers_overlapping_audiences_one_postgres_ledger(
 
 def test_account_frozen_mid_campaign(connections: SandboxServer, tmp_path: Path) -> None:
     """A fatal answer mid-campaign: no request starts after it is read; the report says who got it."""
-    control(connections, "POST", "/_sandbox/faults", {"latency_ms": 20})
+    # 50 requests of 100 numbers, 16 at a time, in about four rounds of 300 ms: the freeze, after the
+    # first round, lands mid-campaign even when the test's thread is slow on a busy machine.
+    control(connections, "POST", "/_sandbox/faults", {"latency_ms": 300})
 
     def freeze() -> None:
         while sandbox_count(connections) < 1000:
