@@ -99,6 +99,7 @@ def test_execution_timeout_stops_the_campaign(
     assert 0 < summary["accepted"] < 6000 and summary["not_sent"] > 0
     rows = list(csv.DictReader(report.open(encoding="utf-8")))
     assert len(rows) == 6000
+    assert report.stat().st_mode & 0o777 == 0o600  # its owner's only, like the ledger
     assert collections.Counter(r["outcome"] for r in rows) == {k: summary[k] for k in OUTCOMES if summary[k]}
     # No request started later than PROMPT after the 3 s timeout (6,000 numbers at this pace take 8 s).
     at = requests_at(connections)

@@ -3,6 +3,7 @@ reports to any storage Airflow's fsspec reaches, the ledger chosen by connection
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -79,9 +80,13 @@ def open_report(uri: str | None, fmt: str | None, unmasked: bool) -> ReportWrite
         return None
     kind = fmt or ("jsonl" if uri.lower().endswith((".jsonl", ".ndjson", ".json")) else "csv")
     path = _open_path(uri)
-    if isinstance(path, Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-    return ReportWriter(path.open("w", encoding="utf-8", newline=""), kind, unmasked=unmasked)
+    if not isinstance(path, Path):  # object storage: its own access control applies
+        return ReportWriter(path.open("w", encoding="utf-8", newline=""), kind, unmasked=unmasked)
+    # Outcomes per number (in clear with report_unmasked): readable by its owner only, like the ledger.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    path.chmod(0o600)  # a report written over an older one
+    return ReportWriter(os.fdopen(fd, "w", encoding="utf-8", newline=""), kind, unmasked=unmasked)
 
 
 def campaign_options(settings: SendSettings, preflight: Any = None) -> CampaignOptions:
