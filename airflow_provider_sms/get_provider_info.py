@@ -1,44 +1,85 @@
-"""Provider metadata for Airflow: connection types with declarative form fields, and the classes."""
+"""Provider metadata for Airflow: connection types with declarative form fields, and the classes.
+
+The form's types, defaults and bounds come from the settings models' JSON schema, so the form and the
+hooks agree by construction. Airflow reads this in the processes that discover providers (not at DAG
+parse); pydantic is loaded there already, and the models and their schemas add about 30 ms.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-# Bounds and defaults as in dispatch.settings (the hooks check extras with its models), written out:
-# Airflow reads this in every process it starts, where building those models would cost ~80 ms.
-# tests/test_settings.py checks that they agree.
-_TUNING: dict[str, dict[str, Any]] = {
-    "timeout": {
-        "label": "Timeout (seconds)",
-        "description": "Upper bound of one gateway call, reply included.",
-        "schema": {"type": ["number", "null"], "default": 30, "minimum": 0.1, "maximum": 600},
-    },
-    "concurrency": {
-        "label": "Concurrent requests",
-        "description": "Requests in flight at once during a bulk send.",
-        "schema": {"type": ["integer", "null"], "default": 16, "minimum": 1, "maximum": 512},
-    },
-    "requests_per_second": {
-        "label": "Requests per second",
-        "description": "Never exceeded in a bulk send (carriers block senders that burst). Empty: no limit.",
-        "schema": {"type": ["number", "null"], "minimum": 0.1, "maximum": 100_000},
-    },
-    "max_attempts": {
-        "label": "Attempts per request",
-        "description": "Tries of one request on transient faults, with exponential backoff and jitter.",
-        "schema": {"type": ["integer", "null"], "default": 4, "minimum": 1, "maximum": 20},
-    },
-    "verify_tls": {
-        "label": "Verify TLS certificates",
-        "description": "Turn off only for a test gateway.",
-        "schema": {"type": ["boolean", "null"], "default": True},
-    },
-    "ca_bundle": {
-        "label": "CA bundle (path)",
-        "description": "PEM file of CA certificates to trust instead of the default ones (a private CA).",
-        "schema": {"type": ["string", "null"]},
-    },
-}
+from airflow_provider_sms.dispatch.settings import ConnectionExtras, SendSettings
+from airflow_provider_sms.gateways.limits import (
+    IHUYI_NUMBERS_PER_REQUEST,
+    JUNCDT_NUMBERS_PER_REQUEST,
+    PerRequest,
+)
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+
+@cache
+def _properties(model: type[BaseModel]) -> dict[str, Any]:
+    return dict(model.model_json_schema()["properties"])
+
+
+def form_schema(model: type[BaseModel], name: str, **override: Any) -> dict[str, Any]:
+    """The form field's schema from the settings model's JSON schema: its type, default and bounds, so
+    the form refuses what the hooks refuse. Every field may be left empty (the default applies)."""
+    prop = _properties(model)[name]
+    branch = next((b for b in prop.get("anyOf", [prop]) if b.get("type") != "null"), prop)
+    schema: dict[str, Any] = {"type": [branch["type"], "null"]}
+    if prop.get("default") is not None:
+        schema["default"] = prop["default"]
+    # pydantic writes the bounds of an optional field as ``ge``/``le`` inside its ``anyOf``.
+    for key, alias in (("minimum", "ge"), ("maximum", "le")):
+        if (value := branch.get(key, branch.get(alias))) is not None:
+            schema[key] = value
+    return schema | override
+
+
+def _per_request(limits: PerRequest) -> dict[str, Any]:
+    """The settings model bounds numbers per request for every gateway; each gateway takes fewer."""
+    return form_schema(SendSettings, "numbers_per_request", default=limits.default, maximum=limits.maximum)
+
+
+def _tuning() -> dict[str, dict[str, Any]]:
+    return {
+        "timeout": {
+            "label": "Timeout (seconds)",
+            "description": "Upper bound of one gateway call, reply included.",
+            "schema": form_schema(ConnectionExtras, "timeout"),
+        },
+        "concurrency": {
+            "label": "Concurrent requests",
+            "description": "Requests in flight at once during a bulk send.",
+            "schema": form_schema(SendSettings, "concurrency"),
+        },
+        "requests_per_second": {
+            "label": "Requests per second",
+            "description": "Never exceeded in a bulk send (carriers block senders that burst). "
+            "Empty: no limit.",
+            "schema": form_schema(SendSettings, "requests_per_second"),
+        },
+        "max_attempts": {
+            "label": "Attempts per request",
+            "description": "Tries of one request on transient faults, with exponential backoff and jitter.",
+            "schema": form_schema(SendSettings, "max_attempts"),
+        },
+        "verify_tls": {
+            "label": "Verify TLS certificates",
+            "description": "Turn off only for a test gateway.",
+            "schema": form_schema(ConnectionExtras, "verify_tls"),
+        },
+        "ca_bundle": {
+            "label": "CA bundle (path)",
+            "description": "PEM file of CA certificates to trust instead of the default ones (a private CA).",
+            "schema": {"type": ["string", "null"]},
+        },
+    }
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -85,18 +126,13 @@ def get_provider_info() -> dict[str, Any]:
                     "pid": {
                         "label": "Default product id (pid)",
                         "description": "Used when a task does not pass pid.",
-                        "schema": {"type": ["integer", "null"], "minimum": 0, "maximum": 2**31},
+                        "schema": form_schema(ConnectionExtras, "pid"),
                     },
                     "numbers_per_request": {
                         "label": "Numbers per request",
-                        "schema": {
-                            "type": ["integer", "null"],
-                            "default": 100,
-                            "minimum": 1,
-                            "maximum": 1000,
-                        },
+                        "schema": _per_request(IHUYI_NUMBERS_PER_REQUEST),
                     },
-                    **_TUNING,
+                    **_tuning(),
                 },
                 "ui-field-behaviour": {
                     "hidden-fields": ["schema", "port", "extra"],
@@ -126,9 +162,9 @@ def get_provider_info() -> dict[str, Any]:
                     "numbers_per_request": {
                         "label": "Numbers per request",
                         "description": "1 as the vendor's sample; up to 500 when recipients share params.",
-                        "schema": {"type": ["integer", "null"], "default": 1, "minimum": 1, "maximum": 500},
+                        "schema": _per_request(JUNCDT_NUMBERS_PER_REQUEST),
                     },
-                    **_TUNING,
+                    **_tuning(),
                 },
                 "ui-field-behaviour": {
                     "hidden-fields": ["schema", "port", "extra"],

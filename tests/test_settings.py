@@ -223,12 +223,11 @@ def test_settings_computed_by_templates_are_used(connections: SandboxServer) -> 
 
 
 def test_the_connection_form_shows_the_bounds_the_hooks_check() -> None:
-    """The form's bounds are written out (Airflow reads them in every process it starts); they must be
-    the models' and the gateways'."""
+    """The form takes its bounds and defaults from the models' JSON schema: read here from the models'
+    own field rules instead, they must be the same, with each gateway's numbers per request."""
     from airflow_provider_sms.dispatch.settings import ConnectionExtras
-    from airflow_provider_sms.gateways import juncdt
+    from airflow_provider_sms.gateways import limits
     from airflow_provider_sms.get_provider_info import get_provider_info
-    from airflow_provider_sms.hooks import ihuyi
 
     def model_schema(model: type[Any], name: str) -> dict[str, Any]:
         info = model.model_fields[name]
@@ -241,8 +240,8 @@ def test_the_connection_form_shows_the_bounds_the_hooks_check() -> None:
         return schema | ({"default": info.default} if info.default is not None else {})
 
     per_request = {
-        "ihuyi": (ihuyi.DEFAULT_NUMBERS_PER_REQUEST, ihuyi.MAX_NUMBERS_PER_REQUEST),
-        "juncdt": (1, juncdt.MAX_NUMBERS_PER_REQUEST),
+        "ihuyi": limits.IHUYI_NUMBERS_PER_REQUEST,
+        "juncdt": limits.JUNCDT_NUMBERS_PER_REQUEST,
     }
     for conn_type in get_provider_info()["connection-types"]:
         fields = conn_type["conn-fields"]
@@ -254,7 +253,7 @@ def test_the_connection_form_shows_the_bounds_the_hooks_check() -> None:
         }
         expected = {name: model_schema(SendSettings, name) for name in ("concurrency", "max_attempts")}
         expected["requests_per_second"] = model_schema(SendSettings, "requests_per_second")
-        expected["timeout"] = model_schema(ConnectionExtras, "timeout") | {"default": 30}
+        expected["timeout"] = model_schema(ConnectionExtras, "timeout")
         default, most = per_request[conn_type["connection-type"]]
         expected["numbers_per_request"] = {
             "type": "integer",
@@ -266,3 +265,24 @@ def test_the_connection_form_shows_the_bounds_the_hooks_check() -> None:
         if "pid" in fields:
             expected["pid"] = model_schema(ConnectionExtras, "pid")
         assert shown == expected
+
+
+def test_what_the_form_allows_the_hooks_take_and_what_it_refuses_they_refuse(
+    connections: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At each bound of each number in the ihuyi form the hook builds its client; just past it the hook
+    refuses the connection, naming the extra."""
+    from airflow_provider_sms.get_provider_info import get_provider_info
+
+    form = get_provider_info()["connection-types"][0]["conn-fields"]
+    for name, field in form.items():
+        schema = field["schema"]
+        for bound, past in (("minimum", -1), ("maximum", +1)):
+            if bound not in schema:
+                continue
+            set_conn(monkeypatch, "ihuyi_default", ihuyi_conn(connections.url, **{name: schema[bound]}))
+            assert IhuyiHook().get_conn() is not None, (name, bound)
+            beyond = schema[bound] + past
+            set_conn(monkeypatch, "ihuyi_default", ihuyi_conn(connections.url, **{name: beyond}))
+            with pytest.raises(InvalidInputError, match=f"extra '{name}'"):
+                IhuyiHook().get_conn()

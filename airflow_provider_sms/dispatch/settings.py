@@ -25,6 +25,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from airflow_provider_sms.gateways.errors import InvalidInputError
+from airflow_provider_sms.gateways.limits import DEFAULT_TIMEOUT
 from airflow_provider_sms.protocol.phones import mask_in_text
 
 if TYPE_CHECKING:
@@ -185,8 +186,8 @@ class ConnectionExtras(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
-    timeout: Real | None = Field(
-        default=None,
+    timeout: Real = Field(
+        default=DEFAULT_TIMEOUT,
         ge=0.1,
         le=600,
         allow_inf_nan=False,

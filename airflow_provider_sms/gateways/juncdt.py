@@ -9,6 +9,7 @@ import httpx
 
 from airflow_provider_sms.gateways.base import GatewayClient
 from airflow_provider_sms.gateways.errors import InvalidInputError
+from airflow_provider_sms.gateways.limits import JUNCDT_NUMBERS_PER_REQUEST
 from airflow_provider_sms.gateways.models import GatewayReply
 from airflow_provider_sms.gateways.transport import IDENTITY, fixed_headers, post_request
 from airflow_provider_sms.protocol import codes
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 
 DEFAULT_HOST = "https://market.juncdt.com"
 API_PATH = "/smartmarket/msgService/sendMessage"
-MAX_NUMBERS_PER_REQUEST = 500  # code 30027
+MAX_NUMBERS_PER_REQUEST = JUNCDT_NUMBERS_PER_REQUEST.maximum  # code 30027
 MAX_CONTENT_CHARS = 300  # code 30017
 JSON_HEADERS = {"Content-Type": "application/json; charset=utf-8", **IDENTITY}
 

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from airflow_provider_sms.gateways.limits import DEFAULT_TIMEOUT
+
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping
 
@@ -27,7 +29,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - aiohttp depends on async-timeout below 3.11
     from async_timeout import timeout as _timeout
 
-DEFAULT_TIMEOUT = 30.0
 DEFAULT_MAX_REPLY_BYTES = 1 << 20  # gateway replies are a few hundred bytes
 MAX_REASON_CHARS = 300  # of a transport fault's message, in our error
 # Gateway replies are a few hundred bytes: ask for them uncompressed (aiohttp offers gzip unless told),

@@ -17,6 +17,7 @@ from airflow_provider_sms.gateways.errors import (
     InvalidInputError,
     raise_for_reply,
 )
+from airflow_provider_sms.gateways.limits import IHUYI_NUMBERS_PER_REQUEST
 from airflow_provider_sms.hooks.bulk import campaign_options, resolve_rows, run_bulk
 from airflow_provider_sms.hooks.settings import ConnectionFields, check_per_request, mask_secrets
 from airflow_provider_sms.protocol import phones
@@ -27,8 +28,7 @@ if TYPE_CHECKING:
     from airflow_provider_sms.gateways.models import GatewayReply
     from airflow_provider_sms.hooks.bulk import LedgerSource
 
-DEFAULT_NUMBERS_PER_REQUEST = 100
-MAX_NUMBERS_PER_REQUEST = 1000
+MAX_NUMBERS_PER_REQUEST = IHUYI_NUMBERS_PER_REQUEST.maximum
 
 
 def normalize_all(mobiles: str | int | list[str] | list[int] | tuple[str, ...] | None) -> list[str]:
@@ -73,7 +73,7 @@ class IhuyiHook(BaseHook):
 
     @cached_property
     def tuning(self) -> SendSettings:
-        return self.fields.tuning(DEFAULT_NUMBERS_PER_REQUEST, MAX_NUMBERS_PER_REQUEST)
+        return self.fields.tuning(IHUYI_NUMBERS_PER_REQUEST)
 
     @cached_property
     def client(self) -> ihuyi.IhuyiClient:

@@ -12,6 +12,7 @@ from airflow_provider_sms.dispatch.senders import SmsSender
 from airflow_provider_sms.dispatch.settings import SendSettings
 from airflow_provider_sms.gateways import juncdt
 from airflow_provider_sms.gateways.errors import GatewayError, InvalidInputError, raise_for_reply
+from airflow_provider_sms.gateways.limits import JUNCDT_NUMBERS_PER_REQUEST
 from airflow_provider_sms.hooks.bulk import campaign_options, resolve_rows, run_bulk
 from airflow_provider_sms.hooks.ihuyi import normalize_all
 from airflow_provider_sms.hooks.settings import ConnectionFields, check_per_request, mask_secrets
@@ -52,7 +53,7 @@ class JuncdtHook(BaseHook):
 
     @cached_property
     def tuning(self) -> SendSettings:
-        return self.fields.tuning(1, juncdt.MAX_NUMBERS_PER_REQUEST)
+        return self.fields.tuning(JUNCDT_NUMBERS_PER_REQUEST)
 
     @cached_property
     def client(self) -> juncdt.JuncdtClient:

@@ -10,10 +10,12 @@ from pydantic import BaseModel
 
 from airflow_provider_sms.dispatch.settings import ConnectionExtras, SendSettings, validate
 from airflow_provider_sms.gateways.errors import InvalidInputError
-from airflow_provider_sms.gateways.transport import DEFAULT_TIMEOUT, HttpSettings
+from airflow_provider_sms.gateways.transport import HttpSettings
 
 if TYPE_CHECKING:
     from airflow.sdk import Connection
+
+    from airflow_provider_sms.gateways.limits import PerRequest
 
 # The extras that set a send's tuning (a task's arguments override them).
 TUNING_EXTRAS = ("concurrency", "requests_per_second", "numbers_per_request", "max_attempts")
@@ -71,7 +73,7 @@ class ConnectionFields:
         extras = self.checked_extras()
         return HttpSettings(
             base_url=self.base_url(default_host),
-            timeout=DEFAULT_TIMEOUT if extras.timeout is None else extras.timeout,
+            timeout=extras.timeout,
             verify=extras.verify_tls,
             ca_bundle=ca_bundle,
         )
@@ -93,13 +95,13 @@ class ConnectionFields:
             raise InvalidInputError(f"connection {self.conn.conn_id!r} has no {field}")
         return value
 
-    def tuning(self, default_per_request: int, max_per_request: int) -> SendSettings:
+    def tuning(self, per_request: PerRequest) -> SendSettings:
         """The connection's send settings: its tuning extras, and the gateway's numbers per request
         unless the connection sets them (checked against the gateway's maximum)."""
         tuning = self.settings(SendSettings, TUNING_EXTRAS)
-        given = tuning.numbers_per_request or default_per_request
-        per_request = check_per_request(given, max_per_request, f"connection {self.conn.conn_id!r}: extra ")
-        return tuning.model_copy(update={"numbers_per_request": per_request})
+        given = tuning.numbers_per_request or per_request.default
+        checked = check_per_request(given, per_request.maximum, f"connection {self.conn.conn_id!r}: extra ")
+        return tuning.model_copy(update={"numbers_per_request": checked})
 
 
 def check_per_request(value: int | None, maximum: int, what: str = "") -> int:
