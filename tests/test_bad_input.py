@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_sms.gateways.errors import InvalidInputError
+from airflow_provider_sms.errors import InvalidInputError
 from airflow_provider_sms.hooks.ihuyi import IhuyiHook
 from airflow_provider_sms.hooks.juncdt import JuncdtHook
 from airflow_provider_sms.protocol.mms_package import MmsPackageError, build_package, validate_package

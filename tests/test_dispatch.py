@@ -32,7 +32,7 @@ from airflow_provider_sms.dispatch.report import ReportWriter
 from airflow_provider_sms.dispatch.retry import RetryPolicy
 from airflow_provider_sms.dispatch.senders import MmsSender, SmsSender
 from airflow_provider_sms.dispatch.sql_ledger import SqlLedger
-from airflow_provider_sms.gateways.errors import InvalidInputError
+from airflow_provider_sms.errors import InvalidInputError
 from airflow_provider_sms.sandbox.server import SandboxServer
 from tests.conftest import control, deliveries, force
 from tests.test_gateways import ihuyi, juncdt

@@ -15,7 +15,7 @@ from airflow_provider_sms.dispatch.engine import CHUNK
 from airflow_provider_sms.dispatch.outcomes import Summary
 from airflow_provider_sms.dispatch.recipients import MAX_ROW_CHARS
 from airflow_provider_sms.dispatch.settings import SendSettings, send_settings
-from airflow_provider_sms.gateways.errors import InvalidInputError
+from airflow_provider_sms.errors import InvalidInputError
 from airflow_provider_sms.hooks.ihuyi import IhuyiHook
 from airflow_provider_sms.hooks.juncdt import JuncdtHook
 from airflow_provider_sms.sandbox.server import SandboxServer

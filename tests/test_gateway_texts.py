@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_sms.dispatch.settings import SendSettings
-from airflow_provider_sms.gateways.errors import FatalGatewayError, TransportError, UnknownGatewayCodeError
+from airflow_provider_sms.errors import FatalGatewayError, TransportError, UnknownGatewayCodeError
 from airflow_provider_sms.gateways.ihuyi import IhuyiClient
 from airflow_provider_sms.gateways.transport import HttpSettings
 from airflow_provider_sms.hooks.ihuyi import IhuyiHook

@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from airflow_provider_sms.gateways.errors import TransportError
+from airflow_provider_sms.errors import TransportError
 from airflow_provider_sms.gateways.ihuyi import IhuyiClient
 from airflow_provider_sms.gateways.juncdt import JuncdtClient
 from airflow_provider_sms.gateways.transport import HttpSettings

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from airflow_provider_sms.gateways.errors import (
+from airflow_provider_sms.errors import (
     BadInputGatewayError,
     FatalGatewayError,
     InvalidInputError,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from defusedxml import ElementTree as SafeET
 
-from airflow_provider_sms.gateways.errors import InvalidInputError
+from airflow_provider_sms.errors import InvalidInputError
 from airflow_provider_sms.protocol.mms_package import (
     DEFAULT_MAX_BYTES,
     SMIL_NAME,

@@ -208,7 +208,7 @@ def test_upload_and_send_operators_are_mappable(connections: SandboxServer) -> N
 def test_a_ledger_connection_must_be_postgres_or_sqlite_with_a_hash_key(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from airflow_provider_sms.gateways.errors import InvalidInputError
+    from airflow_provider_sms.errors import InvalidInputError
     from airflow_provider_sms.hooks.ledger import SmsLedgerHook
 
     key = {"hash_key": "k" * 32}

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_sms.dispatch.settings import SendSettings, send_settings
-from airflow_provider_sms.gateways.errors import InvalidInputError
+from airflow_provider_sms.errors import InvalidInputError
 from airflow_provider_sms.hooks.ihuyi import IhuyiHook
 from airflow_provider_sms.sandbox.server import SandboxServer
 from tests.conftest import control, deliveries, ihuyi_conn, run_dag, set_conn

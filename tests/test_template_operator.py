@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
-from airflow_provider_sms.gateways.errors import TransientGatewayError
+from airflow_provider_sms.errors import TransientGatewayError
 from airflow_provider_sms.hooks.ihuyi import IhuyiHook
 from airflow_provider_sms.operators.template import MmsTemplateUploadOperator
 from airflow_provider_sms.sandbox.server import SandboxServer

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_sms.dispatch.settings import SendSettings
-from airflow_provider_sms.gateways.errors import InvalidInputError, TransportError
+from airflow_provider_sms.errors import InvalidInputError, TransportError
 from airflow_provider_sms.hooks.ihuyi import IhuyiHook
 from airflow_provider_sms.hooks.juncdt import JuncdtHook
 from airflow_provider_sms.sandbox.server import SandboxServer

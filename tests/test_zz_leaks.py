@@ -13,7 +13,7 @@ import re
 
 import pytest
 
-from airflow_provider_sms.gateways.errors import FatalGatewayError
+from airflow_provider_sms.errors import FatalGatewayError
 from airflow_provider_sms.hooks.ihuyi import IhuyiHook
 from airflow_provider_sms.protocol.phones import mask
 from airflow_provider_sms.sandbox.server import SandboxServer

@@ -28,7 +28,7 @@ from airflow_provider_sms.dispatch.ratelimit import RateLimiter, Unlimited
 from airflow_provider_sms.dispatch.recipients import Cleaner, Recipient, Refused, Row
 from airflow_provider_sms.dispatch.retry import RetryPolicy
 from airflow_provider_sms.dispatch.stop_signals import StopSignals
-from airflow_provider_sms.gateways.errors import InvalidInputError, TransportError
+from airflow_provider_sms.errors import InvalidInputError, TransportError
 from airflow_provider_sms.protocol.codes import CodeClass
 
 if TYPE_CHECKING:

@@ -19,7 +19,7 @@ from functools import partial
 from itertools import chain
 from typing import IO, Any, Protocol
 
-from airflow_provider_sms.gateways.errors import InvalidInputError
+from airflow_provider_sms.errors import InvalidInputError
 from airflow_provider_sms.protocol import phones
 
 PHONE_COLUMNS = ("phone", "mobile", "number", "phone_number")

@@ -24,7 +24,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-from airflow_provider_sms.gateways.errors import InvalidInputError
+from airflow_provider_sms.errors import InvalidInputError
 from airflow_provider_sms.gateways.limits import DEFAULT_TIMEOUT
 from airflow_provider_sms.protocol.phones import mask_in_text
 

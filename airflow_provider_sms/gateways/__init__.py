@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from airflow_provider_sms.gateways.errors import (
+from airflow_provider_sms.errors import (
     BadInputGatewayError,
     FatalGatewayError,
     GatewayCodeError,

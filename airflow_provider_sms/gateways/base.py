@@ -6,8 +6,8 @@ from dataclasses import replace
 from typing import TYPE_CHECKING
 from urllib.parse import quote, quote_plus
 
+from airflow_provider_sms.errors import TransportError
 from airflow_provider_sms.gateways import transport
-from airflow_provider_sms.gateways.errors import TransportError
 from airflow_provider_sms.protocol.codes import CodeClass
 from airflow_provider_sms.protocol.phones import mask_in_text
 from airflow_provider_sms.protocol.replies import MalformedReply

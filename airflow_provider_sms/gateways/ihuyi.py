@@ -11,8 +11,8 @@ from urllib.parse import quote_plus, urlencode
 
 import httpx
 
+from airflow_provider_sms.errors import InvalidInputError
 from airflow_provider_sms.gateways.base import GatewayClient
-from airflow_provider_sms.gateways.errors import InvalidInputError
 from airflow_provider_sms.gateways.models import GatewayReply
 from airflow_provider_sms.gateways.transport import IDENTITY, fixed_headers, post_request
 from airflow_provider_sms.protocol import codes
@@ -156,8 +156,3 @@ class IhuyiClient(GatewayClient):
     def create_mms(self, title: str, zip_bytes: bytes) -> GatewayReply:
         # Not a message to a person: a lost reply at worst leaves a duplicate template, so not "ambiguous".
         return self.call(self.build_create_mms(title, zip_bytes), "CreateMms", _parse_create, is_send=False)
-
-    async def acreate_mms(self, title: str, zip_bytes: bytes) -> GatewayReply:
-        return await self.acall(
-            self.build_create_mms(title, zip_bytes), "CreateMms", _parse_create, is_send=False
-        )

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from airflow_provider_sms.errors import InvalidInputError
 from airflow_provider_sms.gateways.base import GatewayClient
-from airflow_provider_sms.gateways.errors import InvalidInputError
 from airflow_provider_sms.gateways.limits import JUNCDT_NUMBERS_PER_REQUEST
 from airflow_provider_sms.gateways.models import GatewayReply
 from airflow_provider_sms.gateways.transport import IDENTITY, fixed_headers, post_request

@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from airflow_provider_sms.errors import (
+    BadInputGatewayError,
+    FatalGatewayError,
+    GatewayCodeError,
+    TransientGatewayError,
+    UnknownGatewayCodeError,
+)
 from airflow_provider_sms.protocol.codes import CodeClass
 
 
@@ -27,3 +34,18 @@ class GatewayReply:
 
     def describe(self) -> str:
         return f"{self.gateway} {self.method} answered code {self.code}: {self.message}"
+
+
+_BY_CLASS: dict[CodeClass, type[GatewayCodeError]] = {
+    CodeClass.TRANSIENT: TransientGatewayError,
+    CodeClass.FATAL: FatalGatewayError,
+    CodeClass.BAD_INPUT: BadInputGatewayError,
+    CodeClass.UNKNOWN: UnknownGatewayCodeError,
+}
+
+
+def raise_for_reply(reply: GatewayReply) -> GatewayReply:
+    """Return ``reply`` when it is a success, else raise the error of its class."""
+    if reply.ok:
+        return reply
+    raise _BY_CLASS[reply.code_class](reply)

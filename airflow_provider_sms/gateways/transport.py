@@ -119,7 +119,7 @@ def _reason(exc: BaseException) -> str:
 
 def transport_error(exc: BaseException, method: str) -> Exception:
     """Turn an httpx/aiohttp fault into a :class:`TransportError` saying whether it is ambiguous."""
-    from airflow_provider_sms.gateways.errors import TransportError
+    from airflow_provider_sms.errors import TransportError
 
     if isinstance(exc, _ReplyTooLarge):
         return TransportError(f"{method}: {exc}", ambiguous=True, retryable=False)
@@ -135,7 +135,7 @@ def transport_error(exc: BaseException, method: str) -> Exception:
 
 def check_status(response: httpx.Response, method: str) -> None:
     """Refuse redirects and HTTP errors; 5xx and 429 are retryable, other statuses are not."""
-    from airflow_provider_sms.gateways.errors import TransportError
+    from airflow_provider_sms.errors import TransportError
 
     status = response.status_code
     if 300 <= status < 400:

@@ -10,43 +10,25 @@ from airflow.sdk import BaseHook
 from airflow_provider_sms.dispatch.recipients import Cleaner
 from airflow_provider_sms.dispatch.senders import MmsSender
 from airflow_provider_sms.dispatch.settings import SendSettings
-from airflow_provider_sms.gateways import ihuyi
-from airflow_provider_sms.gateways.errors import (
+from airflow_provider_sms.errors import (
     GatewayError,
     InsufficientBalanceError,
     InvalidInputError,
-    raise_for_reply,
 )
+from airflow_provider_sms.gateways import ihuyi
 from airflow_provider_sms.gateways.limits import IHUYI_NUMBERS_PER_REQUEST
-from airflow_provider_sms.hooks.bulk import campaign_options, resolve_rows, run_bulk
-from airflow_provider_sms.hooks.settings import ConnectionFields, check_per_request, mask_secrets
+from airflow_provider_sms.gateways.models import raise_for_reply
+from airflow_provider_sms.hooks.campaign import campaign_options, resolve_rows, run_bulk
+from airflow_provider_sms.hooks.connection import ConnectionFields, check_per_request, mask_secrets
 from airflow_provider_sms.protocol import phones
 from airflow_provider_sms.protocol.sendtime import format_send_time
 
 if TYPE_CHECKING:
     from airflow_provider_sms.dispatch.outcomes import Summary
     from airflow_provider_sms.gateways.models import GatewayReply
-    from airflow_provider_sms.hooks.bulk import LedgerSource
+    from airflow_provider_sms.hooks.campaign import LedgerSource
 
 MAX_NUMBERS_PER_REQUEST = IHUYI_NUMBERS_PER_REQUEST.maximum
-
-
-def normalize_all(mobiles: str | int | list[str] | list[int] | tuple[str, ...] | None) -> list[str]:
-    """Normalise and dedupe for a single call; any invalid number refuses the whole call."""
-    raw = phones.split_numbers(mobiles)
-    if not raw:
-        raise InvalidInputError("no phone number given")
-    good: dict[str, None] = {}
-    bad: list[str] = []
-    for value in raw:
-        try:
-            good[phones.normalize(value)] = None
-        except phones.InvalidPhoneNumber as exc:
-            bad.append(f"{exc.masked} ({exc.reason})")
-    if bad:
-        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
-        raise InvalidInputError(f"{len(bad)} invalid phone number(s): {shown}")
-    return list(good)
 
 
 class IhuyiHook(BaseHook):
@@ -95,7 +77,7 @@ class IhuyiHook(BaseHook):
     def _prepare_send(
         self, mobiles: str | list[str], mmsid: str | int, send_time: Any
     ) -> tuple[list[str], str, str]:
-        numbers = normalize_all(mobiles)
+        numbers = phones.normalize_all(mobiles)
         limit = check_per_request(self.tuning.numbers_per_request, MAX_NUMBERS_PER_REQUEST)
         if len(numbers) > limit:
             raise InvalidInputError(

@@ -10,19 +10,20 @@ from airflow.sdk import BaseHook
 from airflow_provider_sms.dispatch.recipients import Cleaner
 from airflow_provider_sms.dispatch.senders import SmsSender
 from airflow_provider_sms.dispatch.settings import SendSettings
+from airflow_provider_sms.errors import GatewayError, InvalidInputError
 from airflow_provider_sms.gateways import juncdt
-from airflow_provider_sms.gateways.errors import GatewayError, InvalidInputError, raise_for_reply
 from airflow_provider_sms.gateways.limits import JUNCDT_NUMBERS_PER_REQUEST
-from airflow_provider_sms.hooks.bulk import campaign_options, resolve_rows, run_bulk
-from airflow_provider_sms.hooks.ihuyi import normalize_all
-from airflow_provider_sms.hooks.settings import ConnectionFields, check_per_request, mask_secrets
+from airflow_provider_sms.gateways.models import raise_for_reply
+from airflow_provider_sms.hooks.campaign import campaign_options, resolve_rows, run_bulk
+from airflow_provider_sms.hooks.connection import ConnectionFields, check_per_request, mask_secrets
+from airflow_provider_sms.protocol.phones import normalize_all
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from airflow_provider_sms.dispatch.outcomes import Summary
     from airflow_provider_sms.gateways.models import GatewayReply
-    from airflow_provider_sms.hooks.bulk import LedgerSource
+    from airflow_provider_sms.hooks.campaign import LedgerSource
 
 # Codes that prove the gateway accepted key pair, secret and package code before refusing the probe.
 _PAST_AUTH = {"30006", "30010", "30011", "30014"}

@@ -10,7 +10,7 @@ from airflow.sdk import BaseHook
 
 from airflow_provider_sms.dispatch import event_loop
 from airflow_provider_sms.dispatch.sql_ledger import SqlLedger, key_from_text, load_key
-from airflow_provider_sms.gateways.errors import InvalidInputError
+from airflow_provider_sms.errors import InvalidInputError
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence

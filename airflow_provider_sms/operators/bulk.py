@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from airflow_provider_sms.dispatch.ledger import Ledger
     from airflow_provider_sms.dispatch.outcomes import Summary
     from airflow_provider_sms.dispatch.settings import SendSettings
-    from airflow_provider_sms.hooks.bulk import LedgerSource
+    from airflow_provider_sms.hooks.campaign import LedgerSource
 
 BULK_TEMPLATE_FIELDS = (
     "dedupe_key",
@@ -264,7 +264,7 @@ class BulkSendOperator(BaseOperator):
         from functools import partial
 
         from airflow_provider_sms.dispatch.stop_signals import StoppedBySignal
-        from airflow_provider_sms.gateways.errors import (
+        from airflow_provider_sms.errors import (
             GatewayCodeError,
             InsufficientBalanceError,
             InvalidInputError,

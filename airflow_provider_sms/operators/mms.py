@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
     from airflow_provider_sms.dispatch.outcomes import Summary
     from airflow_provider_sms.dispatch.settings import SendSettings
-    from airflow_provider_sms.hooks.bulk import LedgerSource
+    from airflow_provider_sms.hooks.campaign import LedgerSource
 
 
 class MmsSendOperator(BulkSendOperator):

@@ -82,7 +82,7 @@ class MmsTemplateUploadOperator(BaseOperator):
             raise AirflowFailException(f"MMS template package refused: {exc}") from exc
 
     def execute(self, context: Context) -> str:
-        from airflow_provider_sms.gateways.errors import (
+        from airflow_provider_sms.errors import (
             GatewayCodeError,
             InvalidInputError,
             TransientGatewayError,

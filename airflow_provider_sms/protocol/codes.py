@@ -102,8 +102,6 @@ JUNCDT_SEND_MESSAGE: dict[str, tuple[CodeClass, str]] = {
 # in one row must not stop everyone else's messages. The table keeps the class for a shared message.
 JUNCDT_PARAM_DEPENDENT = frozenset({"30013", "30014", "30017"})
 
-SUCCESS_CODES = {"ihuyi": "2", "juncdt": "10000"}
-
 
 def classify(table: dict[str, tuple[CodeClass, str]], code: str) -> CodeClass:
     """Class of ``code`` in ``table``; codes the vendor never documented are UNKNOWN."""

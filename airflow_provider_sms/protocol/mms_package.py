@@ -20,7 +20,7 @@ from xml.sax.saxutils import quoteattr
 from defusedxml import ElementTree as SafeET
 from defusedxml.common import DefusedXmlException
 
-from airflow_provider_sms.gateways.errors import InvalidInputError
+from airflow_provider_sms.errors import InvalidInputError
 
 MmsErrorKind: TypeAlias = Literal[
     "not_zip", "bad_name", "media_type", "no_smil", "many_smil", "bad_smil",

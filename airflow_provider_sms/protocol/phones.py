@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from airflow_provider_sms.errors import InvalidInputError
+
 _MOBILE = re.compile(r"1[3-9]\d{9}", re.ASCII)  # ASCII digits only: what the gateways take
 _SEPARATORS = re.compile(r"[\s\-()]")
 _PREFIXES = ("+86", "0086", "86")
@@ -86,15 +88,6 @@ def normalize(raw: object) -> str:
     return text
 
 
-def is_valid(raw: object) -> bool:
-    """True when ``raw`` normalises to a mainland mobile number."""
-    try:
-        normalize(raw)
-    except InvalidPhoneNumber:
-        return False
-    return True
-
-
 def split_numbers(value: str | int | list[str] | list[int] | tuple[str, ...] | None) -> list[object]:
     """Accept one number, a comma/semicolon/newline separated string, or a sequence of numbers."""
     if value is None:
@@ -104,3 +97,21 @@ def split_numbers(value: str | int | list[str] | list[int] | tuple[str, ...] | N
     if isinstance(value, int):
         return [value]
     return [part for part in re.split(r"[,;\n]", value) if part.strip()]
+
+
+def normalize_all(mobiles: str | int | list[str] | list[int] | tuple[str, ...] | None) -> list[str]:
+    """Normalise and dedupe for a single call; any invalid number refuses the whole call."""
+    raw = split_numbers(mobiles)
+    if not raw:
+        raise InvalidInputError("no phone number given")
+    good: dict[str, None] = {}
+    bad: list[str] = []
+    for value in raw:
+        try:
+            good[normalize(value)] = None
+        except InvalidPhoneNumber as exc:
+            bad.append(f"{exc.masked} ({exc.reason})")
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise InvalidInputError(f"{len(bad)} invalid phone number(s): {shown}")
+    return list(good)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_sms.gateways.errors import (
+from airflow_provider_sms.errors import (
     SmsProviderError,
     TransientGatewayError,
     TransportError,

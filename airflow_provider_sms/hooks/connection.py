@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pydantic import BaseModel
 
 from airflow_provider_sms.dispatch.settings import ConnectionExtras, SendSettings, validate
-from airflow_provider_sms.gateways.errors import InvalidInputError
+from airflow_provider_sms.errors import InvalidInputError
 from airflow_provider_sms.gateways.transport import HttpSettings
 
 if TYPE_CHECKING:

@@ -1,13 +1,20 @@
-"""Errors that tell the caller what to do: retry (transient), stop (fatal), or report and go on."""
+"""Errors that tell the caller what to do: retry (transient), stop (fatal), or report and go on.
+
+Every layer raises or catches these, so this module imports nothing of the package.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-from airflow_provider_sms.protocol.codes import CodeClass
 
-if TYPE_CHECKING:
-    from airflow_provider_sms.gateways.models import GatewayReply
+class Reply(Protocol):
+    """What an error needs of a gateway's reply (``gateways.models.GatewayReply``)."""
+
+    @property
+    def code(self) -> str: ...
+
+    def describe(self) -> str: ...
 
 
 class SmsProviderError(Exception):
@@ -48,7 +55,7 @@ class TransportError(GatewayError):
 class GatewayCodeError(GatewayError):
     """The gateway answered with a code other than success; ``reply`` has it verbatim."""
 
-    def __init__(self, reply: GatewayReply) -> None:
+    def __init__(self, reply: Reply) -> None:
         super().__init__(reply.describe())
         self.reply = reply
 
@@ -71,18 +78,3 @@ class BadInputGatewayError(GatewayCodeError):
 
 class UnknownGatewayCodeError(GatewayCodeError):
     """A code the vendor never documented: fail that request, no retry."""
-
-
-_BY_CLASS: dict[CodeClass, type[GatewayCodeError]] = {
-    CodeClass.TRANSIENT: TransientGatewayError,
-    CodeClass.FATAL: FatalGatewayError,
-    CodeClass.BAD_INPUT: BadInputGatewayError,
-    CodeClass.UNKNOWN: UnknownGatewayCodeError,
-}
-
-
-def raise_for_reply(reply: GatewayReply) -> GatewayReply:
-    """Return ``reply`` when it is a success, else raise the error of its class."""
-    if reply.ok:
-        return reply
-    raise _BY_CLASS[reply.code_class](reply)

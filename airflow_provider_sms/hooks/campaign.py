@@ -22,7 +22,7 @@ from airflow_provider_sms.dispatch.recipients import (
 from airflow_provider_sms.dispatch.report import ReportWriter
 from airflow_provider_sms.dispatch.retry import RetryPolicy
 from airflow_provider_sms.dispatch.stop_signals import StoppedBySignal
-from airflow_provider_sms.gateways.errors import InvalidInputError
+from airflow_provider_sms.errors import InvalidInputError
 from airflow_provider_sms.protocol.phones import split_numbers
 
 if TYPE_CHECKING:
