@@ -1,5 +1,8 @@
 """Errors that tell the caller what to do: retry (transient), stop (fatal), or report and go on.
 
+``retryable`` answers "can a retry help?" for every one of them: the operators, the template upload
+and the balance trigger all decide by it.
+
 Every layer raises or catches these, so this module imports nothing of the package.
 """
 
@@ -19,6 +22,12 @@ class Reply(Protocol):
 
 class SmsProviderError(Exception):
     """Base of every error this package raises on purpose."""
+
+    @property
+    def retryable(self) -> bool:
+        """Can a retry help? Only for a transient code or a transport fault a retry may get past; bad
+        input, a refused configuration, a fatal or undocumented code stay as they are."""
+        return False
 
 
 class InvalidInputError(SmsProviderError, ValueError):
@@ -48,8 +57,12 @@ class TransportError(GatewayError):
     ) -> None:
         super().__init__(message)
         self.ambiguous = ambiguous
-        self.retryable = retryable
+        self._retryable = retryable
         self.retry_after = retry_after
+
+    @property
+    def retryable(self) -> bool:
+        return self._retryable
 
 
 class GatewayCodeError(GatewayError):
@@ -66,6 +79,10 @@ class GatewayCodeError(GatewayError):
 
 class TransientGatewayError(GatewayCodeError):
     """A code worth retrying later (e.g. ihuyi 0, juncdt 10001/30009)."""
+
+    @property
+    def retryable(self) -> bool:
+        return True
 
 
 class FatalGatewayError(GatewayCodeError):

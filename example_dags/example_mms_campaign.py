@@ -75,7 +75,7 @@ def example_mms_campaign() -> None:
 
     send = MmsSendOperator(
         task_id="send_campaign",
-        mobiles="{{ ti.xcom_pull(task_ids='build_audience')['path'] }}",
+        recipients="{{ ti.xcom_pull(task_ids='build_audience')['path'] }}",
         mmsid=upload.output,
         check_balance=True,
         concurrency=16,

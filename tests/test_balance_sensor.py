@@ -298,3 +298,21 @@ async def test_trigger_timeout(connections: SandboxServer) -> None:
 async def test_trigger_missing_connection_is_an_error_event(connections: SandboxServer) -> None:
     event = await first_event(BalanceTrigger(min_balance=1, ihuyi_conn_id="no_such_conn"))
     assert event["status"] == "error" and "no_such_conn" in event["message"]
+
+
+@pytest.mark.parametrize(("setting", "expected"), [(None, "False"), ("True", "True"), ("False", "False")])
+def test_deferrable_follows_airflows_default_deferrable(setting: str | None, expected: str) -> None:
+    """As the official providers' sensors: ``[operators] default_deferrable`` unless the task says."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE"}
+    if setting is not None:
+        env["AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE"] = setting
+    code = (
+        "from airflow_provider_sms.sensors.balance import BalanceSensor\n"
+        "print(BalanceSensor(task_id='wait', min_balance=1).deferrable,"
+        " BalanceSensor(task_id='poke', min_balance=1, deferrable=False).deferrable)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == [expected, "False"]

@@ -444,3 +444,36 @@ def test_prebuilt_requests_are_what_httpx_builds(url: str) -> None:
         theirs.headers.raw,
         theirs.content,
     )
+
+
+def test_one_answer_to_can_a_retry_help() -> None:
+    """Every error says whether a retry can help; the operators, the upload and the trigger ask it."""
+    from airflow_provider_sms.errors import (
+        BadInputGatewayError,
+        FatalGatewayError,
+        InsufficientBalanceError,
+        InvalidInputError,
+        TransientGatewayError,
+        TransportError,
+        UnknownGatewayCodeError,
+    )
+    from airflow_provider_sms.gateways.models import GatewayReply
+    from airflow_provider_sms.protocol.codes import CodeClass
+    from airflow_provider_sms.triggers.balance import classify_balance_error
+
+    def reply(kind: CodeClass) -> GatewayReply:
+        return GatewayReply("ihuyi", "SendMms", "0", "msg", kind)
+
+    answers = {
+        TransientGatewayError(reply(CodeClass.TRANSIENT)): True,
+        TransportError("timeout before sending", ambiguous=False): True,
+        TransportError("a redirect", ambiguous=False, retryable=False): False,
+        FatalGatewayError(reply(CodeClass.FATAL)): False,
+        BadInputGatewayError(reply(CodeClass.BAD_INPUT)): False,
+        UnknownGatewayCodeError(reply(CodeClass.UNKNOWN)): False,
+        InvalidInputError("bad number"): False,
+        InsufficientBalanceError("too little"): False,
+    }
+    for error, retry_helps in answers.items():
+        assert error.retryable is retry_helps, error
+        assert classify_balance_error(error) == ("transient" if retry_helps else "fatal")

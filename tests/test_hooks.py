@@ -235,3 +235,27 @@ def test_every_secret_is_registered_with_airflows_masker(
     assert IhuyiHook("ihuyi_masked").client.url.startswith(gw.url)
     assert JuncdtHook("juncdt_masked").client.url.startswith(gw.url)
     assert [redact(f"a {s} b") for s in secrets] == ["a *** b"] * 3
+
+
+def test_a_hook_owns_its_client_and_closes_it(connections: SandboxServer) -> None:
+    with IhuyiHook() as hook:
+        client = hook.get_conn()
+        assert hook.get_balance() > 0
+        http = client.http
+    assert http.is_closed
+    again = hook.get_conn()  # a hook used after close builds a new client
+    assert again is not client
+    hook.close()
+
+
+def test_a_bulk_send_runs_on_a_pool_of_its_own_and_leaves_the_hooks_client_as_built(
+    connections: SandboxServer,
+) -> None:
+    from airflow_provider_sms.dispatch.settings import SendSettings
+
+    with IhuyiHook() as hook:
+        client = hook.get_conn()
+        summary = hook.send_bulk(["13800000001", "13800000002"], "1001", bulk=SendSettings(concurrency=3))
+        assert summary.counts["accepted"] == 2
+        assert hook.get_conn() is client
+        assert client.max_connections == hook.tuning.concurrency == 16

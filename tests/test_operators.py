@@ -246,3 +246,27 @@ def test_what_airflow_shows_of_an_inline_audience(audience: object, shown: dict[
     from airflow_provider_sms.operators.bulk import RenderedAudience
 
     assert RenderedAudience(audience).serialize() == shown
+
+
+def test_template_params_are_the_messages_and_params_stay_airflows(connections: SandboxServer) -> None:
+    """``template_params`` fill the template; Airflow's ``params`` (the DAG's and the task's) are never
+    sent, and stay what Airflow makes of them."""
+    from datetime import datetime
+
+    from airflow.sdk import DAG
+
+    from airflow_provider_sms.operators.sms import SmsSendOperator
+
+    with DAG("sms_test_params_apart", schedule=None, start_date=datetime(2026, 1, 1), params={"region": "n"}):
+        op = SmsSendOperator(
+            task_id="send",
+            recipients=["13800000001"],
+            template_code="TPL_CODE",
+            template_params={"code": "1234"},
+            params={"batch": "7"},
+        )
+    assert op.template_params == {"code": "1234"}
+    assert {"region", "batch"} <= set(op.params)
+    summary = op.hook.send_bulk(op.recipients, op.template_code, op.template_params)
+    assert summary.counts["accepted"] == 1
+    assert [d["params"] for d in deliveries(connections, "juncdt")] == [{"code": "1234"}]

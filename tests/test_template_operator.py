@@ -42,7 +42,7 @@ with DAG("sms_test_template_upload", schedule=None, start_date=datetime(2026, 1,
         return [["{gif}", "Sale starts {{ ds }}", 4], {"text": "See you there", "seconds": 3}]
 
     upload = MmsTemplateUploadOperator(task_id="upload", title="Sale {{ ds }}", source=frames())
-    MmsSendOperator(task_id="send", mobiles=["13800138000"], mmsid=upload.output, use_ledger=False)
+    MmsSendOperator(task_id="send", recipients=["13800138000"], mmsid=upload.output, use_ledger=False)
 """
 
 pytestmark = pytest.mark.usefixtures("connections")

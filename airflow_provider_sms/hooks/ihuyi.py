@@ -2,36 +2,34 @@
 
 from __future__ import annotations
 
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
-
-from airflow.sdk import BaseHook
 
 from airflow_provider_sms.dispatch.recipients import Cleaner
 from airflow_provider_sms.dispatch.senders import MmsSender
 from airflow_provider_sms.dispatch.settings import SendSettings
-from airflow_provider_sms.errors import (
-    GatewayError,
-    InsufficientBalanceError,
-    InvalidInputError,
-)
+from airflow_provider_sms.errors import InsufficientBalanceError, InvalidInputError, SmsProviderError
 from airflow_provider_sms.gateways import ihuyi
 from airflow_provider_sms.gateways.limits import IHUYI_NUMBERS_PER_REQUEST
 from airflow_provider_sms.gateways.models import raise_for_reply
-from airflow_provider_sms.hooks.campaign import campaign_options, resolve_rows, run_bulk
-from airflow_provider_sms.hooks.connection import ConnectionFields, check_per_request, mask_secrets
-from airflow_provider_sms.protocol import phones
+from airflow_provider_sms.hooks.gateway import GatewayHook
 from airflow_provider_sms.protocol.sendtime import format_send_time
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from airflow_provider_sms.dispatch.outcomes import Summary
     from airflow_provider_sms.gateways.models import GatewayReply
     from airflow_provider_sms.hooks.campaign import LedgerSource
 
-MAX_NUMBERS_PER_REQUEST = IHUYI_NUMBERS_PER_REQUEST.maximum
+
+def _send_time(value: Any) -> str:
+    try:
+        return format_send_time(value)
+    except ValueError as exc:
+        raise InvalidInputError(str(exc)) from None
 
 
-class IhuyiHook(BaseHook):
+class IhuyiHook(GatewayHook[ihuyi.IhuyiClient]):
     """Talk to ihuyi with the credentials of an Airflow Connection of type ``ihuyi``.
 
     login = account (APIID), password = API key; extras: ``pid`` (default product id), ``timeout``,
@@ -42,24 +40,14 @@ class IhuyiHook(BaseHook):
     default_conn_name = "ihuyi_default"
     conn_type = "ihuyi"
     hook_name = "ihuyi MMS"
+    numbers_per_request = IHUYI_NUMBERS_PER_REQUEST
+    bulk_hint = "MmsSendOperator or IhuyiHook.send_bulk"
 
     def __init__(self, ihuyi_conn_id: str = default_conn_name, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.ihuyi_conn_id = ihuyi_conn_id
 
-    @cached_property
-    def fields(self) -> ConnectionFields:
-        fields = ConnectionFields(self.get_connection(self.ihuyi_conn_id), self.conn_type)
-        mask_secrets(fields.conn.password)
-        return fields
-
-    @cached_property
-    def tuning(self) -> SendSettings:
-        return self.fields.tuning(IHUYI_NUMBERS_PER_REQUEST)
-
-    @cached_property
-    def client(self) -> ihuyi.IhuyiClient:
-        """The gateway client, built once from the Connection."""
+    def build_client(self, max_connections: int) -> ihuyi.IhuyiClient:
         f = self.fields
         pid = f.checked_extras().pid
         settings = f.http_settings(ihuyi.DEFAULT_HOST)
@@ -68,27 +56,13 @@ class IhuyiHook(BaseHook):
             f.required(f.conn.password, "password (ihuyi API key)"),
             settings,
             default_pid=pid,
-            max_connections=self.tuning.concurrency,
+            max_connections=max_connections,
         )
-
-    def get_conn(self) -> ihuyi.IhuyiClient:
-        return self.client
 
     def _prepare_send(
         self, mobiles: str | list[str], mmsid: str | int, send_time: Any
     ) -> tuple[list[str], str, str]:
-        numbers = phones.normalize_all(mobiles)
-        limit = check_per_request(self.tuning.numbers_per_request, MAX_NUMBERS_PER_REQUEST)
-        if len(numbers) > limit:
-            raise InvalidInputError(
-                f"{len(numbers)} numbers exceed one request ({limit}); "
-                "use MmsSendOperator or IhuyiHook.send_bulk for larger audiences"
-            )
-        try:
-            when = format_send_time(send_time)
-        except ValueError as exc:
-            raise InvalidInputError(str(exc)) from None
-        return numbers, str(mmsid), when
+        return self.one_request(mobiles), str(mmsid), _send_time(send_time)
 
     def send_mms(
         self, mobiles: str | list[str], mmsid: str | int, pid: int | None = None, send_time: Any = None
@@ -143,50 +117,38 @@ class IhuyiHook(BaseHook):
         covers the recipients still to send.
         """
         settings = (bulk or SendSettings()).over(self.tuning)
-        per_request = check_per_request(settings.numbers_per_request, MAX_NUMBERS_PER_REQUEST)
-        try:
-            when = format_send_time(send_time)
-        except ValueError as exc:
-            raise InvalidInputError(str(exc)) from None
-        rows = resolve_rows(recipients, settings.encoding)
-        sender = MmsSender(
-            self.client,
-            str(mmsid).strip(),
-            pid=pid,
-            send_time=when,
-            numbers_per_request=per_request,
-        )
+        per_request = self.per_request(settings)
+        when = _send_time(send_time)
 
-        async def guard(needed: int) -> None:
-            balance = await self.aget_balance()
-            self.log.info("Balance guard: %d message(s) left, %d needed", balance, needed)
-            if balance < needed:
-                raise InsufficientBalanceError(
-                    f"ihuyi balance {balance} does not cover {needed} recipient(s); nothing was sent"
-                )
+        def guard(client: ihuyi.IhuyiClient) -> Callable[[int], Awaitable[None]]:
+            async def check(needed: int) -> None:
+                balance = int(raise_for_reply(await client.aget_num()).ids["num"])
+                self.log.info("Balance guard: %d message(s) left, %d needed", balance, needed)
+                if balance < needed:
+                    raise InsufficientBalanceError(
+                        f"ihuyi balance {balance} does not cover {needed} recipient(s); nothing was sent"
+                    )
 
-        options = campaign_options(
-            settings, guard if (check_balance or settings.check_balance) and not settings.dry_run else None
-        )
-        self.client.max_connections = options.concurrency  # one per request in flight, not the extra's
-        return run_bulk(
-            sender,
-            rows,
+            return check
+
+        guarded = (check_balance or settings.check_balance) and not settings.dry_run
+        return self.run_campaign(
+            lambda client: MmsSender(
+                client, str(mmsid).strip(), pid=pid, send_time=when, numbers_per_request=per_request
+            ),
+            recipients,
             lambda: Cleaner(use_params=False),
-            options,
             settings,
+            preflight=guard if guarded else None,
             ledger=ledger,
-            log=self.log,
             campaign=campaign,
         )
 
     def test_connection(self) -> tuple[bool, str]:
         """A balance query: proves host, account and password without sending anything."""
         try:
-            balance = self.get_balance()
-        except (GatewayError, InvalidInputError, ValueError) as exc:
+            with self:
+                balance = self.get_balance()
+        except (SmsProviderError, ValueError) as exc:
             return False, str(exc)
-        finally:
-            if "client" in self.__dict__:  # built: a config error fails before it is
-                self.client.close()
         return True, f"Connection to ihuyi works: the account has {balance} message(s) left."

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
-
-from airflow.sdk import BaseHook
 
 from airflow_provider_sms.dispatch.recipients import Cleaner
 from airflow_provider_sms.dispatch.senders import SmsSender
 from airflow_provider_sms.dispatch.settings import SendSettings
-from airflow_provider_sms.errors import GatewayError, InvalidInputError
+from airflow_provider_sms.errors import SmsProviderError
 from airflow_provider_sms.gateways import juncdt
 from airflow_provider_sms.gateways.limits import JUNCDT_NUMBERS_PER_REQUEST
 from airflow_provider_sms.gateways.models import raise_for_reply
-from airflow_provider_sms.hooks.campaign import campaign_options, resolve_rows, run_bulk
-from airflow_provider_sms.hooks.connection import ConnectionFields, check_per_request, mask_secrets
-from airflow_provider_sms.protocol.phones import normalize_all
+from airflow_provider_sms.hooks.gateway import GatewayHook
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -29,7 +24,7 @@ if TYPE_CHECKING:
 _PAST_AUTH = {"30006", "30010", "30011", "30014"}
 
 
-class JuncdtHook(BaseHook):
+class JuncdtHook(GatewayHook[juncdt.JuncdtClient]):
     """Talk to juncdt with the credentials of an Airflow Connection of type ``juncdt``.
 
     login = accessKey, password = accessSecret; extras: ``classification_secret`` (package code,
@@ -41,23 +36,15 @@ class JuncdtHook(BaseHook):
     default_conn_name = "juncdt_default"
     conn_type = "juncdt"
     hook_name = "juncdt SMS"
+    numbers_per_request = JUNCDT_NUMBERS_PER_REQUEST
+    secret_extras = ("classification_secret",)
+    bulk_hint = "SmsSendOperator or JuncdtHook.send_bulk"
 
     def __init__(self, juncdt_conn_id: str = default_conn_name, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.juncdt_conn_id = juncdt_conn_id
 
-    @cached_property
-    def fields(self) -> ConnectionFields:
-        fields = ConnectionFields(self.get_connection(self.juncdt_conn_id), self.conn_type)
-        mask_secrets(fields.conn.password, fields.text("classification_secret"))
-        return fields
-
-    @cached_property
-    def tuning(self) -> SendSettings:
-        return self.fields.tuning(JUNCDT_NUMBERS_PER_REQUEST)
-
-    @cached_property
-    def client(self) -> juncdt.JuncdtClient:
+    def build_client(self, max_connections: int) -> juncdt.JuncdtClient:
         f = self.fields
         settings = f.http_settings(juncdt.DEFAULT_HOST)
         return juncdt.JuncdtClient(
@@ -66,21 +53,8 @@ class JuncdtHook(BaseHook):
             f.required(f.text("classification_secret"), "extra 'classification_secret' (package code)"),
             settings,
             default_sign_code=f.text("sign_code"),
-            max_connections=self.tuning.concurrency,
+            max_connections=max_connections,
         )
-
-    def get_conn(self) -> juncdt.JuncdtClient:
-        return self.client
-
-    def _prepare(self, phone: str | list[str]) -> list[str]:
-        numbers = normalize_all(phone)
-        limit = check_per_request(self.tuning.numbers_per_request, juncdt.MAX_NUMBERS_PER_REQUEST)
-        if len(numbers) > limit:
-            raise InvalidInputError(
-                f"{len(numbers)} numbers exceed one request ({limit}); "
-                "use SmsSendOperator or JuncdtHook.send_bulk for larger audiences"
-            )
-        return numbers
 
     def send_sms(
         self,
@@ -90,7 +64,7 @@ class JuncdtHook(BaseHook):
         sign_code: str | None = None,
     ) -> GatewayReply:
         """Send one templated SMS request; raise the error of any non-success code."""
-        numbers = self._prepare(phone)
+        numbers = self.one_request(phone)
         reply = raise_for_reply(self.client.send(numbers, template_code, params, sign_code))
         self.log.info("juncdt accepted template %s for %d number(s)", template_code, len(numbers))
         return reply
@@ -102,7 +76,7 @@ class JuncdtHook(BaseHook):
         params: Mapping[str, Any] | None = None,
         sign_code: str | None = None,
     ) -> GatewayReply:
-        numbers = self._prepare(phone)
+        numbers = self.one_request(phone)
         return raise_for_reply(await self.client.asend(numbers, template_code, params, sign_code))
 
     def send_bulk(
@@ -126,14 +100,7 @@ class JuncdtHook(BaseHook):
         placeholders) let every row be checked, and the 300-character limit, before any request.
         """
         settings = (bulk or SendSettings()).over(self.tuning)
-        per_request = check_per_request(settings.numbers_per_request, juncdt.MAX_NUMBERS_PER_REQUEST)
-        rows = resolve_rows(recipients, settings.encoding)
-        sender = SmsSender(
-            self.client,
-            template_code,
-            sign_code=sign_code,
-            numbers_per_request=per_request,
-        )
+        per_request = self.per_request(settings)
         shared = dict(params or {})
 
         def cleaner() -> Cleaner:
@@ -144,18 +111,14 @@ class JuncdtHook(BaseHook):
                 max_chars=juncdt.MAX_CONTENT_CHARS,
             )
 
-        cleaner()  # refuses shared params that are not text or numbers, before anything is sent
-
-        options = campaign_options(settings)
-        self.client.max_connections = options.concurrency  # one per request in flight, not the extra's
-        return run_bulk(
-            sender,
-            rows,
+        return self.run_campaign(
+            lambda client: SmsSender(
+                client, template_code, sign_code=sign_code, numbers_per_request=per_request
+            ),
+            recipients,
             cleaner,
-            options,
             settings,
             ledger=ledger,
-            log=self.log,
             campaign=campaign,
         )
 
@@ -166,14 +129,13 @@ class JuncdtHook(BaseHook):
         missing number or template proves them; the template itself is only checked by a real send.
         """
         try:
-            reply = self.client.probe()
-        except (GatewayError, InvalidInputError) as exc:
+            with self:
+                sign_code = self.client.default_sign_code
+                reply = self.client.probe()
+        except SmsProviderError as exc:
             return False, str(exc)
-        finally:
-            if "client" in self.__dict__:  # built: a config error fails before it is
-                self.client.close()
         # Without a sign code in the connection, "signature missing" (30021) is as far as a probe gets.
-        past_auth = _PAST_AUTH if self.client.default_sign_code else _PAST_AUTH | {"30021"}
+        past_auth = _PAST_AUTH if sign_code else _PAST_AUTH | {"30021"}
         if reply.code in past_auth:
             return True, (
                 "juncdt accepted the accessKey, accessSecret, package code and sign code (probe with no "

@@ -6,6 +6,7 @@ Imports stay light at DAG-parse time: the hook (httpx) loads when a notification
 from __future__ import annotations
 
 import logging
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseNotifier
@@ -15,6 +16,8 @@ if TYPE_CHECKING:
 
     import jinja2
     from airflow.sdk import Context
+
+    from airflow_provider_sms.hooks.juncdt import JuncdtHook
 
 DEFAULT_PARAMS: dict[str, str] = {
     "dag": "{{ dag.dag_id }}",
@@ -60,6 +63,12 @@ class SmsNotifier(BaseNotifier):
         self.sign_code = sign_code
         self.juncdt_conn_id = juncdt_conn_id
 
+    @cached_property
+    def hook(self) -> JuncdtHook:
+        from airflow_provider_sms.hooks.juncdt import JuncdtHook
+
+        return JuncdtHook(juncdt_conn_id=self.juncdt_conn_id)
+
     def _do_render_template_fields(
         self,
         parent: Any,
@@ -104,7 +113,6 @@ class SmsNotifier(BaseNotifier):
         return text
 
     def _send_all(self) -> None:
-        from airflow_provider_sms.hooks.juncdt import JuncdtHook
         from airflow_provider_sms.protocol.phones import mask
 
         numbers = self._numbers()
@@ -112,9 +120,8 @@ class SmsNotifier(BaseNotifier):
             self.log.error("SMS notification not sent: no phone number given")
             return
         params = {str(k): str(v) for k, v in (self.params or {}).items()}
-        hook = JuncdtHook(juncdt_conn_id=self.juncdt_conn_id)
         sent = 0
-        try:
+        with self.hook as hook:
             for number in numbers:  # one request per phone: one bad number does not silence the others
                 try:
                     hook.send_sms(number, self.template_code, params, self.sign_code or None)
@@ -126,9 +133,6 @@ class SmsNotifier(BaseNotifier):
                         type(exc).__name__,
                         self._scrub(str(exc)),
                     )
-        finally:
-            if "client" in hook.__dict__:
-                hook.client.close()
         level = logging.INFO if sent == len(numbers) else logging.WARNING
         self.log.log(
             level, "SMS notification %s sent to %d of %d phone(s)", self.template_code, sent, len(numbers)

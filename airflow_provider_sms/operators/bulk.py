@@ -264,13 +264,7 @@ class BulkSendOperator(BaseOperator):
         from functools import partial
 
         from airflow_provider_sms.dispatch.stop_signals import StoppedBySignal
-        from airflow_provider_sms.errors import (
-            GatewayCodeError,
-            InsufficientBalanceError,
-            InvalidInputError,
-            TransientGatewayError,
-            TransportError,
-        )
+        from airflow_provider_sms.errors import SmsProviderError
 
         try:
             # First: a bad argument fails the task before any connection, ledger or request is opened;
@@ -283,15 +277,12 @@ class BulkSendOperator(BaseOperator):
             raise AirflowException(
                 f"campaign stopped: {stop}; a retry resends only what did not go out"
             ) from None
-        except TransientGatewayError:
-            raise  # e.g. the balance guard's query was throttled: Airflow's retries may help
-        except (InvalidInputError, InsufficientBalanceError, GatewayCodeError, ValueError) as exc:
-            # Bad input, a fatal or undocumented code (e.g. from the balance guard): retrying cannot help.
+        except (SmsProviderError, ValueError) as exc:
+            # E.g. the balance guard's query was throttled: Airflow's retries may help. Bad input, a
+            # fatal or undocumented code, too little balance: retrying cannot.
+            if isinstance(exc, SmsProviderError) and exc.retryable:
+                raise
             raise AirflowFailException(str(exc)) from exc
-        except TransportError as exc:
-            if not exc.retryable:
-                raise AirflowFailException(str(exc)) from exc
-            raise
         result = self.publish(context, summary)
         self.apply_policy(summary, bulk)
         return result

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_sms.operators.bulk import BULK_TEMPLATE_FIELDS, BulkSendOperator
@@ -14,12 +15,13 @@ if TYPE_CHECKING:
     from airflow_provider_sms.dispatch.outcomes import Summary
     from airflow_provider_sms.dispatch.settings import SendSettings
     from airflow_provider_sms.hooks.campaign import LedgerSource
+    from airflow_provider_sms.hooks.ihuyi import IhuyiHook
 
 
 class MmsSendOperator(BulkSendOperator):
-    """Send MMS template ``mmsid`` to ``mobiles`` through ihuyi, with the bulk engine.
+    """Send MMS template ``mmsid`` to ``recipients`` through ihuyi, with the bulk engine.
 
-    :param mobiles: numbers (list, or one comma-separated string), rows from an XCom, or a CSV / JSON
+    :param recipients: numbers (list, or one comma-separated string), rows from an XCom, or a CSV / JSON
         Lines file path or URI (a ``phone`` column; other columns are ignored for MMS).
     :param mmsid: the template id (e.g. ``upload.output`` from :class:`MmsTemplateUploadOperator`).
     :param pid: product id (a whole number, 0 or more); default from the connection's ``pid`` extra.
@@ -30,7 +32,7 @@ class MmsSendOperator(BulkSendOperator):
     """
 
     template_fields: Sequence[str] = (
-        "mobiles",
+        "recipients",
         "mmsid",
         "pid",
         "send_time",
@@ -38,13 +40,13 @@ class MmsSendOperator(BulkSendOperator):
         "check_balance",
         *BULK_TEMPLATE_FIELDS,
     )
-    template_fields_renderers = {"mobiles": "json"}  # noqa: RUF012
-    audience_field = "mobiles"
+    template_fields_renderers = {"recipients": "json"}  # noqa: RUF012
+    audience_field = "recipients"
 
     def __init__(
         self,
         *,
-        mobiles: Any,
+        recipients: Any,
         mmsid: str | int | XComArg,
         pid: int | str | None = None,
         send_time: Any = None,
@@ -53,12 +55,18 @@ class MmsSendOperator(BulkSendOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.mobiles = mobiles
+        self.recipients = recipients
         self.mmsid = mmsid
         self.pid = pid
         self.send_time = send_time
         self.ihuyi_conn_id = ihuyi_conn_id
         self.check_balance = check_balance
+
+    @cached_property
+    def hook(self) -> IhuyiHook:
+        from airflow_provider_sms.hooks.ihuyi import IhuyiHook
+
+        return IhuyiHook(ihuyi_conn_id=self.ihuyi_conn_id)
 
     def given_settings(self) -> dict[str, Any]:
         return {**super().given_settings(), "check_balance": self.check_balance}
@@ -72,15 +80,14 @@ class MmsSendOperator(BulkSendOperator):
 
     def send(self, context: Context, bulk: SendSettings, ledger: LedgerSource) -> Summary:
         from airflow_provider_sms.dispatch.settings import ConnectionExtras, validate
-        from airflow_provider_sms.hooks.ihuyi import IhuyiHook
 
-        hook = IhuyiHook(ihuyi_conn_id=self.ihuyi_conn_id)
-        return hook.send_bulk(
-            self.audience(),
-            str(self.mmsid),  # rendered by now (an XComArg resolves to the id)
-            validate(ConnectionExtras, {"pid": self.pid}).pid,
-            self.send_time or None,
-            bulk=bulk,
-            ledger=ledger,
-            campaign=self.campaign_key(context),
-        )
+        with self.hook as hook:
+            return hook.send_bulk(
+                self.audience(),
+                str(self.mmsid),  # rendered by now (an XComArg resolves to the id)
+                validate(ConnectionExtras, {"pid": self.pid}).pid,
+                self.send_time or None,
+                bulk=bulk,
+                ledger=ledger,
+                campaign=self.campaign_key(context),
+            )

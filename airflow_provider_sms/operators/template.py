@@ -6,6 +6,7 @@ Imports stay light at DAG-parse time: the package builder and the hook (httpx) l
 from __future__ import annotations
 
 import os
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
@@ -15,6 +16,8 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from airflow.sdk import Context
+
+    from airflow_provider_sms.hooks.ihuyi import IhuyiHook
 
 
 def _as_package_source(source: Any) -> Any:
@@ -71,6 +74,12 @@ class MmsTemplateUploadOperator(BaseOperator):
         self.ihuyi_conn_id = ihuyi_conn_id
         self.max_bytes = max_bytes
 
+    @cached_property
+    def hook(self) -> IhuyiHook:
+        from airflow_provider_sms.hooks.ihuyi import IhuyiHook
+
+        return IhuyiHook(ihuyi_conn_id=self.ihuyi_conn_id)
+
     def build(self) -> bytes:
         """The validated zip, or ``AirflowFailException``: no retry fixes a broken package."""
         from airflow_provider_sms.protocol import mms_package
@@ -82,13 +91,7 @@ class MmsTemplateUploadOperator(BaseOperator):
             raise AirflowFailException(f"MMS template package refused: {exc}") from exc
 
     def execute(self, context: Context) -> str:
-        from airflow_provider_sms.errors import (
-            GatewayCodeError,
-            InvalidInputError,
-            TransientGatewayError,
-            TransportError,
-        )
-        from airflow_provider_sms.hooks.ihuyi import IhuyiHook
+        from airflow_provider_sms.errors import SmsProviderError, TransportError
 
         title = str(self.title or "").strip()
         if not title:
@@ -96,22 +99,14 @@ class MmsTemplateUploadOperator(BaseOperator):
         package = self.build()
         self.log.info("MMS template package from %s: %d bytes", _describe(self.source), len(package))
 
-        hook = IhuyiHook(ihuyi_conn_id=self.ihuyi_conn_id)
         try:
-            template_id = hook.create_mms_template(title, package)
-        except TransientGatewayError:
-            raise  # a plain failure: Airflow's retries may help
-        except TransportError as exc:
-            if not exc.retryable:
+            with self.hook as hook:
+                template_id = hook.create_mms_template(title, package)
+        except SmsProviderError as exc:
+            if not exc.retryable:  # fatal and undocumented codes, a broken connection config
                 raise AirflowFailException(str(exc)) from exc
-            if exc.ambiguous:
+            if isinstance(exc, TransportError) and exc.ambiguous:
                 self.log.warning("The upload may have reached ihuyi; a retry can leave an unused template")
-            raise
-        except (GatewayCodeError, InvalidInputError) as exc:
-            # Fatal and undocumented codes, a broken connection config: retrying cannot help.
-            raise AirflowFailException(str(exc)) from exc
-        finally:
-            if "client" in hook.__dict__:
-                hook.client.close()
+            raise  # a plain failure: Airflow's retries may help
         self.log.info("Uploaded MMS template %r: template id %s", title, template_id)
         return template_id

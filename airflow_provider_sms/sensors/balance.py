@@ -8,15 +8,23 @@ from __future__ import annotations
 import re
 import time
 from datetime import timedelta
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
+
+try:
+    from airflow.sdk.configuration import conf
+except ImportError:  # Airflow 3.2
+    from airflow.configuration import conf
 from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout, AirflowSkipException
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from airflow.sdk import Context
+
+    from airflow_provider_sms.hooks.ihuyi import IhuyiHook
 
 _INTEGER = re.compile(r"\s*[+-]?\d+\s*")
 
@@ -42,7 +50,8 @@ class BalanceSensor(BaseSensorOperator):
         ``"{{ ti.xcom_pull(task_ids='build_audience')['count'] }}"``. Negative or non-integer values
         fail the task before any request.
     :param ihuyi_conn_id: the ihuyi connection.
-    :param deferrable: wait in the triggerer (no worker slot held) instead of poking.
+    :param deferrable: wait in the triggerer (no worker slot held) instead of poking. Default:
+        Airflow's ``[operators] default_deferrable`` (False unless set).
     :param poll_interval: seconds between two balance queries (the sensor's ``poke_interval`` unless
         that is given too).
 
@@ -59,7 +68,7 @@ class BalanceSensor(BaseSensorOperator):
         *,
         min_balance: int | str,
         ihuyi_conn_id: str = "ihuyi_default",
-        deferrable: bool = False,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poll_interval: float = 60,
         **kwargs: Any,
     ) -> None:
@@ -70,6 +79,12 @@ class BalanceSensor(BaseSensorOperator):
         self.deferrable = deferrable
         self.poll_interval = self.poke_interval
 
+    @cached_property
+    def hook(self) -> IhuyiHook:
+        from airflow_provider_sms.hooks.ihuyi import IhuyiHook
+
+        return IhuyiHook(ihuyi_conn_id=self.ihuyi_conn_id)
+
     def threshold(self) -> int:
         try:
             return parse_min_balance(self.min_balance)
@@ -77,13 +92,12 @@ class BalanceSensor(BaseSensorOperator):
             raise AirflowFailException(str(exc)) from None
 
     def poke(self, context: Context) -> PokeReturnValue:
-        from airflow_provider_sms.hooks.ihuyi import IhuyiHook
         from airflow_provider_sms.triggers.balance import classify_balance_error
 
         needed = self.threshold()
-        hook = IhuyiHook(ihuyi_conn_id=self.ihuyi_conn_id)
         try:
-            balance = hook.get_balance()
+            with self.hook as hook:  # closed between pokes: a poke may be minutes after the last
+                balance = hook.get_balance()
         except Exception as exc:
             kind = classify_balance_error(exc)
             if kind == "fatal":
@@ -92,9 +106,6 @@ class BalanceSensor(BaseSensorOperator):
                 self.log.warning("ihuyi balance query failed, will poke again: %s", exc)
                 return PokeReturnValue(False)
             raise
-        finally:
-            if "client" in hook.__dict__:
-                hook.client.close()
         self.log.info("ihuyi balance %d, need %d", balance, needed)
         return PokeReturnValue(balance >= needed, {"balance": balance, "min_balance": needed})
 

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Literal
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_sms.errors import (
-    SmsProviderError,
-    TransientGatewayError,
-    TransportError,
-)
+from airflow_provider_sms.errors import SmsProviderError
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -26,12 +23,8 @@ def classify_balance_error(exc: BaseException) -> Literal["transient", "fatal"] 
     Network faults, 5xx/429 and transient codes pass; wrong password, frozen account, undocumented
     codes, a redirect or a broken connection config will not fix themselves while we wait.
     """
-    if isinstance(exc, TransientGatewayError):
-        return "transient"
-    if isinstance(exc, TransportError):
-        return "transient" if exc.retryable else "fatal"
     if isinstance(exc, SmsProviderError):
-        return "fatal"
+        return "transient" if exc.retryable else "fatal"
     return None
 
 
@@ -84,15 +77,16 @@ class BalanceTrigger(BaseTrigger):
             },
         )
 
-    async def run(self) -> AsyncIterator[TriggerEvent]:
+    @cached_property
+    def hook(self) -> IhuyiHook:
         from airflow_provider_sms.hooks.ihuyi import IhuyiHook
 
-        hook = IhuyiHook(ihuyi_conn_id=self.ihuyi_conn_id)
-        try:
-            yield await self._wait(hook)
-        finally:
-            if "client" in hook.__dict__:  # built: close its connection pool
-                await hook.client.aclose()
+        return IhuyiHook(ihuyi_conn_id=self.ihuyi_conn_id)
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        async with self.hook as hook:
+            event = await self._wait(hook)
+        yield event
 
     async def _wait(self, hook: IhuyiHook) -> TriggerEvent:
         from asgiref.sync import sync_to_async
@@ -134,5 +128,4 @@ class BalanceTrigger(BaseTrigger):
 
     @staticmethod
     def _text(hook: IhuyiHook, exc: BaseException) -> str:
-        password = hook.fields.conn.password if "fields" in hook.__dict__ else None
-        return redact(f"{type(exc).__name__}: {exc}", password)
+        return redact(f"{type(exc).__name__}: {exc}", *hook.secrets)

@@ -23,7 +23,7 @@ with _dag("sms_test_settings_words", native=True) as words_dag:
     # Yes/no settings written as words, as a template or a config file would give them.
     MmsSendOperator(
         task_id="send",
-        mobiles="{{ dag_run.conf['mobiles'] }}",
+        recipients="{{ dag_run.conf['mobiles'] }}",
         mmsid="1001",
         numbers_per_request=5,
         max_attempts=3,
@@ -38,7 +38,7 @@ with _dag("sms_test_settings_from_conf", native=True) as conf_dag:
     # Every setting from the run's conf; absent ones render to "" (not given).
     MmsSendOperator(
         task_id="send",
-        mobiles="{{ dag_run.conf['mobiles'] }}",
+        recipients="{{ dag_run.conf['mobiles'] }}",
         mmsid="1001",
         pid="{{ dag_run.conf.get('pid', '') }}",
         check_balance="{{ dag_run.conf.get('check_balance', '') }}",
@@ -52,7 +52,7 @@ with _dag("sms_test_settings_computed") as computed_dag:
     # Numeric settings computed by templates (rendered to text: no native rendering here).
     MmsSendOperator(
         task_id="send",
-        mobiles=[f"137{i:08d}" for i in range(30)],
+        recipients=[f"137{i:08d}" for i in range(30)],
         mmsid="1001",
         concurrency="{{ 1 + 1 }}",
         numbers_per_request="{{ 2 * 5 }}",

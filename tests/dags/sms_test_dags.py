@@ -28,7 +28,7 @@ def _dag(dag_id: str, *, native: bool = True) -> DAG:
 with _dag("sms_test_mms") as mms_dag:
     MmsSendOperator(
         task_id="send",
-        mobiles="{{ dag_run.conf['mobiles'] }}",
+        recipients="{{ dag_run.conf['mobiles'] }}",
         mmsid="{{ dag_run.conf.get('mmsid', '1001') }}",
         send_time="{{ dag_run.conf.get('send_time', '') }}",
         dry_run="{{ dag_run.conf.get('dry_run', False) }}",
@@ -40,7 +40,7 @@ with _dag("sms_test_mms") as mms_dag:
 with _dag("sms_test_mms_guarded") as guarded_dag:
     MmsSendOperator(
         task_id="send",
-        mobiles="{{ dag_run.conf['mobiles'] }}",
+        recipients="{{ dag_run.conf['mobiles'] }}",
         mmsid="1001",
         check_balance=True,
         retries=1,  # a failure that retrying cannot fix must not use it
@@ -52,7 +52,7 @@ with _dag("sms_test_sms") as sms_dag:
         task_id="send",
         recipients="{{ dag_run.conf['recipients'] }}",
         template_code="{{ dag_run.conf.get('template_code', 'TPL_CODE') }}",
-        params={"code": "{{ dag_run.conf.get('code', '1234') }}"},
+        template_params={"code": "{{ dag_run.conf.get('code', '1234') }}"},
         report_uri="{{ dag_run.conf.get('report_uri', '') }}",
     )
 
@@ -60,7 +60,7 @@ with _dag("sms_test_kill", native=False) as kill_dag:
     # 5,000 numbers in requests of 10, four at a time: slow enough on a slowed sandbox to be killed midway.
     MmsSendOperator(
         task_id="send",
-        mobiles=[f"135{i:08d}" for i in range(5000)],
+        recipients=[f"135{i:08d}" for i in range(5000)],
         mmsid="1001",
         numbers_per_request=10,
         concurrency=4,
@@ -72,7 +72,7 @@ with _dag("sms_test_kill", native=False) as kill_dag:
 with _dag("sms_test_faults") as faults_dag:
     MmsSendOperator(
         task_id="send",
-        mobiles=[f"133{i:08d}" for i in range(10_000)],
+        recipients=[f"133{i:08d}" for i in range(10_000)],
         mmsid="1001",
         numbers_per_request=10,
         concurrency=32,
@@ -88,7 +88,7 @@ with _dag("sms_test_mapped_mms", native=False) as mapped_mms_dag:
         task_id="upload", source=[(str(FRAMES / "1.gif"), "mapped", 3)]
     ).expand(title=["Spring", "Autumn"])
     MmsSendOperator.partial(
-        task_id="send", mobiles=[f"135{i:08d}" for i in range(150)], numbers_per_request=50
+        task_id="send", recipients=[f"135{i:08d}" for i in range(150)], numbers_per_request=50
     ).expand(mmsid=uploads.output)
 
 with _dag("sms_test_bad_audience_template", native=False) as bad_audience_dag:
@@ -104,7 +104,7 @@ with _dag("sms_test_timeout", native=False) as timeout_dag:
     # 6,000 numbers in requests of 10, four at a time: on a slowed sandbox far longer than its timeout.
     MmsSendOperator(
         task_id="send",
-        mobiles=[f"136{i:08d}" for i in range(6000)],
+        recipients=[f"136{i:08d}" for i in range(6000)],
         mmsid="1001",
         numbers_per_request=10,
         concurrency=4,
