@@ -299,3 +299,16 @@ def test_an_unclosed_quote_does_not_swallow_the_file(connections: SandboxServer,
     summary = JuncdtHook().send_bulk(str(source), "TPL_CODE", bulk=SendSettings(numbers_per_request=500))
     assert "rejected: invalid_input row 1 (line 2) is not valid CSV" in " ".join(summary.reasons)
     assert "13800000001" in delivered(connections)  # reading went on after the bad row
+
+
+def test_the_package_says_where_its_documentation_is() -> None:
+    """Airflow's Providers page links the package to ``[project.urls] Documentation``; every URL shares one
+    base, and the documentation it names is a file of this repository."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    root = Path(__file__).resolve().parents[1]
+    urls = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["project"]["urls"]
+    assert set(urls) == {"Homepage", "Documentation", "Source", "Changelog"}
+    base = urls["Homepage"]
+    assert all(url.startswith(base) for url in urls.values())
+    assert (root / urls["Documentation"].removeprefix(base + "/blob/main/")).is_file()

@@ -97,7 +97,11 @@ def test_connection_checks(connections: SandboxServer, monkeypatch: pytest.Monke
     ok, message = IhuyiHook("ihuyi_bad").test_connection()
     assert not ok and "405" in message
     ok, message = JuncdtHook().test_connection()
-    assert ok and "nothing was sent" in message
+    # What the UI's green toast shows: what was proven, not the gateway's refusal of the empty probe.
+    assert ok and message == (
+        "Connection to juncdt works: the gateway accepted the accessKey, accessSecret, package code and "
+        "sign code. Nothing was sent; template codes are checked only by a real send."
+    )
     set_conn(monkeypatch, "juncdt_bad", juncdt_conn(connections.url, classification_secret="nope"))
     ok, message = JuncdtHook("juncdt_bad").test_connection()
     assert not ok and "30025" in message

@@ -136,10 +136,14 @@ class JuncdtHook(GatewayHook[juncdt.JuncdtClient]):
             return False, str(exc)
         # Without a sign code in the connection, "signature missing" (30021) is as far as a probe gets.
         past_auth = _PAST_AUTH if sign_code else _PAST_AUTH | {"30021"}
-        if reply.code in past_auth:
-            return True, (
-                "juncdt accepted the accessKey, accessSecret, package code and sign code (probe with no "
-                f"phone number answered {reply.code}: {reply.message}); nothing was sent. "
-                "Template codes are checked only by a real send."
-            )
-        return False, reply.describe()
+        if reply.code not in past_auth:
+            return False, reply.describe()
+        proven = (
+            "accessKey, accessSecret, package code and sign code"
+            if sign_code
+            else "accessKey, accessSecret and package code (the connection has no sign code to check)"
+        )
+        return True, (
+            f"Connection to juncdt works: the gateway accepted the {proven}. "
+            "Nothing was sent; template codes are checked only by a real send."
+        )
