@@ -74,7 +74,7 @@ def test_no_secret_and_no_unmasked_number_in_logs_or_exceptions() -> None:
     # The capture works and saw the gateway's words: in the task log and in the expected exception.
     assert any("Stopping the campaign" in text and "138****0120" in text for _, text in producer)
     assert any(section == "exception" and "138****0120 ***" in text for section, text in producer)
-    dag_tests = {node for node in RAN if node.startswith("tests/test_operators.py")}
+    dag_tests = {node for node in RAN if node.startswith("tests/unit/operators/test_operators.py")}
     if dag_tests:  # they run Airflow tasks, which always log: the scan must see those logs too
         assert any(node in dag_tests for node, _, _ in CAPTURED), "nothing captured of the DAG tests"
     leaks = [(node, section) for node, section, text in CAPTURED for secret in SECRETS if secret in text]

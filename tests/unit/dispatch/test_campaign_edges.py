@@ -12,7 +12,7 @@ import pytest
 
 from airflow_provider_sms.sandbox.server import SandboxServer
 from tests.conftest import control, deliveries, force, run_dag
-from tests.test_dispatch import numbers, run_mms, run_sms
+from tests.unit.dispatch.test_dispatch import numbers, run_mms, run_sms
 
 
 async def test_one_bad_number_rejects_only_itself_not_its_batch(gw: SandboxServer) -> None:

@@ -87,7 +87,7 @@ def test_no_example_dag_sends_on_a_schedule() -> None:
     """Unpausing an example must not text anyone: each one runs only when triggered."""
     import importlib.util
 
-    examples = Path(__file__).resolve().parent.parent / "example_dags"
+    examples = Path(__file__).resolve().parents[3] / "example_dags"
     schedules = {}
     for path in sorted(examples.glob("*.py")):
         spec = importlib.util.spec_from_file_location(f"example_{path.stem}", path)

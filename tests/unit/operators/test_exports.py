@@ -306,7 +306,7 @@ def test_the_package_says_where_its_documentation_is() -> None:
     base, and the documentation it names is a file of this repository."""
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[3]
     urls = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["project"]["urls"]
     assert set(urls) == {"Homepage", "Documentation", "Source", "Changelog"}
     base = urls["Homepage"]

@@ -25,7 +25,7 @@ from airflow_provider_sms.dispatch.recipients import Cleaner, rows_from_items
 from airflow_provider_sms.dispatch.senders import MmsSender
 from airflow_provider_sms.sandbox.server import SandboxServer
 from tests.conftest import ROOT, control, run_dag
-from tests.test_gateways import ihuyi
+from tests.unit.gateways.test_gateways import ihuyi
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 

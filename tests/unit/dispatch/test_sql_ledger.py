@@ -46,7 +46,7 @@ from airflow_provider_sms.sandbox.accounts import IHUYI_ACCOUNT, IHUYI_PASSWORD
 from airflow_provider_sms.sandbox.server import SandboxServer
 from tests.conftest import control, deliveries
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 HASH_KEY = "a-test-secret-of-more-than-32-characters"  # what a ledger connection's extra holds
 KEY = key_from_text(HASH_KEY, "test")
 TASK = "dag/send/run-1/-1"
@@ -616,7 +616,7 @@ def run_campaign(
 
 CHILD = """
 import json, sys
-from tests.test_sql_ledger import run_campaign
+from tests.unit.dispatch.test_sql_ledger import run_campaign
 args = json.loads(sys.argv[1])
 if args.pop("wait_for_go"):
     print("READY", flush=True)

@@ -35,7 +35,7 @@ from airflow_provider_sms.dispatch.sql_ledger import SqlLedger
 from airflow_provider_sms.errors import InvalidInputError
 from airflow_provider_sms.sandbox.server import SandboxServer
 from tests.conftest import control, deliveries, force
-from tests.test_gateways import ihuyi, juncdt
+from tests.unit.gateways.test_gateways import ihuyi, juncdt
 
 FAST_RETRY = RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.05)
 KEY = b"k" * 32  # the ledger's hash key

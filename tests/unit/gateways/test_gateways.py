@@ -56,7 +56,7 @@ def faults(server: SandboxServer, **settings: object) -> None:
 # What each documented code means, written out from the vendors' code tables (not read from
 # protocol/codes.py, which these tests check). S success, T transient (retry with backoff), F fatal
 # (stop the campaign), B bad input (those recipients, go on). P: bad input for a recipient whose own
-# params caused it, fatal for a message everyone shares (tested in tests/test_answer_policy.py).
+# params caused it, fatal for a message everyone shares (tested in tests/unit/dispatch/test_answer_policy.py).
 S, T, F, B, P = "success", "transient", "fatal", "bad_input", "param"
 
 SEND_MMS: dict[str, str] = {

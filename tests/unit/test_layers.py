@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "airflow_provider_sms"
+PACKAGE = Path(__file__).resolve().parents[2] / "airflow_provider_sms"
 
 # Each folder or top-level module of the package, and its layer.
 LAYERS = {
