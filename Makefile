@@ -74,13 +74,14 @@ redis:
 		echo "or set REDIS_SERVER to the path of redis-server." >&2; \
 	else \
 		echo "Unpacking Debian's redis-server into $(REDIS_CACHE) for the Celery scenario"; \
-		rm -rf $(REDIS_CACHE) && mkdir -p $(REDIS_CACHE)/debs && cd $(REDIS_CACHE)/debs && \
-		{ apt-get download -q $(REDIS_DEBS) >/dev/null 2>&1 \
+		rm -rf $(REDIS_CACHE) && mkdir -p $(REDIS_CACHE)/debs && \
+		( cd $(REDIS_CACHE)/debs && { apt-get download -q $(REDIS_DEBS) >/dev/null 2>&1 \
 			|| { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get download -q $(REDIS_DEBS) >/dev/null; }; } \
-		&& for deb in *.deb; do dpkg -x "$$deb" ..; done && cd .. && rm -rf debs \
-		&& ./usr/bin/redis-server --version >/dev/null 2>&1 \
-		|| LD_LIBRARY_PATH="$$(echo $$PWD/usr/lib/*-linux-gnu)" ./usr/bin/redis-server --version >/dev/null \
-		|| { echo "Could not fetch redis-server (apt-get download $(REDIS_DEBS)): the Celery scenario" >&2; \
+			&& for deb in *.deb; do dpkg -x "$$deb" ..; done ) && rm -rf $(REDIS_CACHE)/debs \
+		&& LD_LIBRARY_PATH="$$(echo $$PWD/$(REDIS_CACHE)/usr/lib/*-linux-gnu)" \
+			$(REDIS_CACHE)/usr/bin/redis-server --version >/dev/null \
+		|| { rm -rf $(REDIS_CACHE); \
+			echo "Could not fetch redis-server (apt-get download $(REDIS_DEBS)): the Celery scenario" >&2; \
 			echo "will fail. Install Redis or set REDIS_SERVER to the path of redis-server." >&2; }; \
 	fi
 

@@ -86,9 +86,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             extra_env={
                 "AIRFLOW__CELERY__BROKER_URL": redis.url,
                 "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{pg.url}",
-                # A dead worker's tries are failed after 20 s without a heartbeat (default 300 s) and
+                # A dead worker's tries are failed after 30 s without a heartbeat (default 300 s) and
                 # retried once, a second later (the example sets no retries of its own).
-                "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
+                "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "30",
                 "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
                 "AIRFLOW__CORE__DEFAULT_TASK_RETRIES": "1",
                 "AIRFLOW__CORE__DEFAULT_TASK_RETRY_DELAY": "1",
