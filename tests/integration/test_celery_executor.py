@@ -66,7 +66,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     try:
         try:
             pg.start()
-            create_database(pg, "sms_ledger")
+            pg.create_database("sms_ledger")
             redis.start()
         except (PostgresUnavailable, RedisUnavailable) as exc:
             pytest.fail(f"the Celery scenario needs PostgreSQL and Redis: {exc}", pytrace=False)
@@ -114,18 +114,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             stack.stop()
         redis.stop()
         pg.stop()
-
-
-def create_database(pg: PostgresServer, name: str) -> None:
-    import psycopg2
-
-    conn = psycopg2.connect(host="127.0.0.1", port=pg.port, user=pg.user, dbname="postgres")
-    try:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        conn.close()
 
 
 def worker_home(stack: Stack, name: str) -> Path:
