@@ -33,12 +33,12 @@ $(STAMP_LOW): pyproject.toml constraints/airflow-3.2.txt
 	touch $(STAMP_LOW)
 
 # The whole suite on the newest Airflow (.venv) and on the lowest supported one (.venv-airflow32).
-test: lint pg test-airflow33 test-airflow32
+test: lint pg redis test-airflow33 test-airflow32
 
-test-airflow33: $(STAMP) pg
+test-airflow33: $(STAMP) pg redis
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
-test-airflow32: $(STAMP_LOW) pg
+test-airflow32: $(STAMP_LOW) pg redis
 	$(VENV_LOW)/bin/python -m pytest -q -p no:cacheprovider
 
 # The ledger tests run against a real PostgreSQL server (tests/pgserver.py starts a private one):
@@ -57,6 +57,34 @@ pg:
 		echo "'brew install postgresql' (macOS), or set PG_BINDIR to the directory holding initdb." >&2; \
 	fi
 
+# The Celery scenario (tests/integration/test_celery_executor.py) needs redis-server: nothing to do when
+# it is on PATH or already unpacked; otherwise unpack Debian's package and the libraries it links into
+# .cache/redis (apt-get download and dpkg -x: no root needed, no service started). As root, the
+# package lists are refreshed first when the download fails.
+REDIS_CACHE := .cache/redis
+REDIS_DEBS := redis-server redis-tools libjemalloc2 liblzf1
+.PHONY: redis
+redis:
+	@if command -v redis-server >/dev/null 2>&1 || [ -x "$$REDIS_SERVER" ] \
+		|| [ -x $(REDIS_CACHE)/usr/bin/redis-server ]; then \
+		:; \
+	elif ! command -v apt-get >/dev/null 2>&1 || ! command -v dpkg >/dev/null 2>&1; then \
+		echo "redis-server not found and no apt-get/dpkg to fetch it: the Celery scenario will fail." >&2; \
+		echo "Install Redis ('brew install redis', your distribution's redis package)" >&2; \
+		echo "or set REDIS_SERVER to the path of redis-server." >&2; \
+	else \
+		echo "Unpacking Debian's redis-server into $(REDIS_CACHE) for the Celery scenario"; \
+		rm -rf $(REDIS_CACHE) && mkdir -p $(REDIS_CACHE)/debs && \
+		( cd $(REDIS_CACHE)/debs && { apt-get download -q $(REDIS_DEBS) >/dev/null 2>&1 \
+			|| { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get download -q $(REDIS_DEBS) >/dev/null; }; } \
+			&& for deb in *.deb; do dpkg -x "$$deb" ..; done ) && rm -rf $(REDIS_CACHE)/debs \
+		&& LD_LIBRARY_PATH="$$(echo $$PWD/$(REDIS_CACHE)/usr/lib/*-linux-gnu)" \
+			$(REDIS_CACHE)/usr/bin/redis-server --version >/dev/null \
+		|| { rm -rf $(REDIS_CACHE); \
+			echo "Could not fetch redis-server (apt-get download $(REDIS_DEBS)): the Celery scenario" >&2; \
+			echo "will fail. Install Redis or set REDIS_SERVER to the path of redis-server." >&2; }; \
+	fi
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_send.py
 
@@ -66,4 +94,4 @@ bench-ledger: $(STAMP)
 	$(BIN)/python benchmarks/ledger_history.py $(BENCH_LEDGER_ARGS)
 
 clean:
-	rm -rf $(VENV) $(VENV_LOW) .demo .test-run .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(VENV_LOW) .cache .demo .test-run .mypy_cache .ruff_cache

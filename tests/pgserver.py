@@ -104,7 +104,7 @@ class PostgresServer:
                 "--no-instructions", "-E", "UTF8", "--no-locale",
             )  # fmt: skip
             self._start_server()
-            self._create_database()
+            self.create_database(self.database)
         except BaseException:
             self.stop()
             raise
@@ -134,14 +134,15 @@ class PostgresServer:
             self.port = port
             return
 
-    def _create_database(self) -> None:
+    def create_database(self, name: str) -> None:
+        """Create database ``name`` on the running server (``url`` names the first one)."""
         import psycopg2  # the test extra installs it; the ledger's PostgreSQL driver
 
         conn = psycopg2.connect(host="127.0.0.1", port=self.port, user=self.user, dbname="postgres")
         try:
             conn.autocommit = True
             with conn.cursor() as cur:
-                cur.execute(f'CREATE DATABASE "{self.database}"')
+                cur.execute(f'CREATE DATABASE "{name}"')
         finally:
             conn.close()
 

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
@@ -31,6 +31,9 @@ from airflow_provider_sms.sandbox.accounts import (
     JUNCDT_PACKAGE_CODE,
 )
 from tests.pgserver import free_port
+
+if TYPE_CHECKING:
+    import psutil
 
 ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
@@ -88,6 +91,29 @@ class Process:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.popen.pid, signal.SIGTERM)  # its own session: group id == pid
 
+    def tree(self) -> list[psutil.Process]:
+        """The component's process and every process it started (a task runs in a process group of its
+        own: the Task SDK's supervisor makes one per task, out of reach of ``kill``)."""
+        import psutil
+
+        if self.popen is None:
+            return []
+        try:
+            leader = psutil.Process(self.popen.pid)
+            return [leader, *leader.children(recursive=True)]
+        except psutil.NoSuchProcess:
+            return []
+
+    def kill_tree(self) -> list[int]:
+        """SIGKILL the component and every process it started, as a machine's crash would; returns the
+        pids killed."""
+        tree = self.tree()
+        kill_processes(tree)
+        if self.popen is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.popen.wait(5)
+        return [p.pid for p in tree]
+
     def kill(self) -> None:
         """SIGKILL the process group: the leader if still there, and children it left behind."""
         if self.popen is not None:
@@ -97,10 +123,21 @@ class Process:
                 self.popen.wait(5)
 
 
+def kill_processes(processes: list[psutil.Process]) -> None:
+    """SIGKILL each process still alive (a pid reused since is checked by psutil) and reap them."""
+    import psutil
+
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+    psutil.wait_procs(processes, timeout=10)
+
+
 def stop_all(processes: list[Process], grace: float = 5) -> None:
     """SIGTERM every group at once, wait up to ``grace`` seconds for the leaders, then SIGKILL every
-    group (also reaching task processes a stopped leader left behind). The dag-processor and the
-    triggerer take over 10 s to stop on SIGTERM: throwaway components get less."""
+    group and every process they had started (task processes in groups of their own included). The
+    dag-processor and the triggerer take over 10 s to stop on SIGTERM: throwaway components get less."""
+    started = [child for process in processes for child in process.tree()]
     for process in processes:
         process.terminate()
     deadline = time.monotonic() + grace
@@ -110,14 +147,18 @@ def stop_all(processes: list[Process], grace: float = 5) -> None:
                 process.popen.wait(max(0.0, deadline - time.monotonic()))
     for process in processes:
         process.kill()
+    kill_processes(started)
 
 
 @dataclass
 class Stack:
     """The sandbox and Airflow's scheduler, dag-processor, triggerer and api-server in one fresh
-    ``AIRFLOW_HOME`` (``folder``), with LocalExecutor and a SQLite metadata database."""
+    ``AIRFLOW_HOME`` (``folder``), with LocalExecutor and a SQLite metadata database (by default)."""
 
     folder: Path
+    executor: str = "LocalExecutor"
+    # The Airflow components start() runs (`airflow NAME`), in this order.
+    components: tuple[str, ...] = ("api-server", "scheduler", "dag-processor", "triggerer")
     # Empty: SQLite in the home folder. A PostgreSQL metadata database also needs asyncpg (Airflow 3.3
     # builds an async engine from this URL).
     database_url: str = ""
@@ -145,7 +186,7 @@ class Stack:
             {
                 "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
                 "AIRFLOW_HOME": str(home),
-                "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+                "AIRFLOW__CORE__EXECUTOR": self.executor,
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database,
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                 "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
@@ -180,13 +221,8 @@ class Stack:
         self.start_sandbox()
         self.cli("db", "migrate", timeout=180)
         self.timings["db migrate"] = time.monotonic() - clock
-        for name, argv in (
-            ("api-server", ["api-server"]),
-            ("scheduler", ["scheduler"]),
-            ("dag-processor", ["dag-processor"]),
-            ("triggerer", ["triggerer"]),
-        ):
-            self.spawn(name, [sys.executable, "-m", "airflow", *argv])
+        for name in self.components:
+            self.spawn(name, [sys.executable, "-m", "airflow", name])
         self.wait(self.api_ready, 180, "the api-server to answer its health checks")
         self.timings["api ready"] = time.monotonic() - clock
 
@@ -291,7 +327,7 @@ class Stack:
         """The tail of every component's log and of the latest task logs, for a failure message."""
         parts = [f"\n\n=== logs kept in {self.folder} ==="]
         files = sorted(self.folder.glob("*.log"))
-        found = (self.folder / "airflow_home" / "logs").rglob("attempt=*.log")
+        found = self.folder.rglob("attempt=*.log")  # the task logs, in each worker's home too
         files += sorted(found, key=lambda p: p.stat().st_mtime)[-task_logs:]
         for path in files:
             parts.append(f"--- {path.relative_to(self.folder)} (tail) ---\n{tail(path, chars)}")
