@@ -221,6 +221,7 @@ class SqlLedger:
         self._engine: Engine | None = None
         self._marks: list[tuple[list[str], asyncio.Future[None]]] = []
         self._outcomes: dict[tuple[str, str, str, str], list[str]] = {}
+        self._hashes: dict[str, str] = {}  # claimed numbers' hashes, until their outcome: hashed once
         self._writer: asyncio.Task[None] | None = None
         self._beat: asyncio.Task[None] | None = None
         self.error: BaseException | None = None  # the first write that failed
@@ -272,8 +273,8 @@ class SqlLedger:
                 updated_at=now,
             )
         )
-        mine = e.c.status.in_((CLAIMED, SENDING))
-        self._mark = update(e).where(self._ours, self._given, mine).values(status=SENDING, updated_at=now)
+        mine = e.c.status.in_((CLAIMED, SENDING))  # updated_at stays the claim's: no index entry moves
+        self._mark = update(e).where(self._ours, self._given, mine).values(status=SENDING)
 
     def _pack(self, hashes: list[str]) -> Any:
         return hashes if self._postgres else json.dumps(hashes)
@@ -366,12 +367,14 @@ class SqlLedger:
             return {}
         hashes = list(by_hash)  # in the audience's order: requests' numbers are rows stored together
         verdicts = await self._run(lambda conn: self._claim(conn, hashes, alive_since))
+        self._hashes.update((p, h) for h, p in by_hash.items() if h not in verdicts)
         return {by_hash[h]: v for h, v in verdicts.items()}
 
     def _claim(self, conn: Connection, hashes: list[str], alive_since: float | None) -> dict[str, Verdict]:
         e, o, now = self.entries, self.owners, self.clock()
         given = {"hashes": self._pack(hashes), "now": now}
-        conn.execute(self._insert, given)
+        if conn.execute(self._insert, given).rowcount == len(hashes):
+            return {}  # every row is new: all ours
         others = conn.execute(
             select(e.c.phone, e.c.status, e.c.owner, o.c.lease_until, o.c.renewed_at)
             .select_from(e.outerjoin(o, e.c.owner == o.c.owner))
@@ -442,7 +445,7 @@ class SqlLedger:
         """Return once ``phones`` are committed as ``sending``, with every outcome recorded before."""
         self._check_usable()
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._marks.append(([number_hash(self.key, p) for p in phones], done))
+        self._marks.append(([self._hashes.get(p) or number_hash(self.key, p) for p in phones], done))
         self._kick()
         await done
 
@@ -452,7 +455,8 @@ class SqlLedger:
         values = (v.outcome.value, v.code[:64], v.message[:TEXT_LIMIT], v.gateway_id[:64])
         if values[0] not in FINISHED:
             raise ValueError(f"the ledger records final outcomes, not {values[0]!r}")
-        self._outcomes.setdefault(values, []).extend(number_hash(self.key, p) for p in phones)
+        hashes = (self._hashes.pop(p, "") or number_hash(self.key, p) for p in phones)
+        self._outcomes.setdefault(values, []).extend(hashes)
         self._kick()
 
     def _check_usable(self) -> None:
@@ -490,13 +494,16 @@ class SqlLedger:
         marks: list[tuple[list[str], asyncio.Future[None]]],
         outcomes: dict[tuple[str, str, str, str], list[str]],
     ) -> None:
-        now = self.clock()
-        for (status, code, message, gateway_id), hashes in outcomes.items():
-            values = {"r_status": status, "r_code": code, "r_message": message, "r_gateway_id": gateway_id}
-            conn.execute(self._record, {"hashes": self._pack(hashes), "now": now, **values})
+        now, names = self.clock(), ("r_status", "r_code", "r_message", "r_gateway_id")
+        rows = [
+            dict(zip(names, values, strict=True), hashes=self._pack(hashes), now=now)
+            for values, hashes in outcomes.items()
+        ]
+        if rows:  # one executemany: the statement's overhead once per group, not once per request
+            conn.execute(self._record, rows)
         marked = [h for hashes, _ in marks for h in hashes]
         if marked:
-            count = conn.execute(self._mark, {"hashes": self._pack(marked), "now": now}).rowcount
+            count = conn.execute(self._mark, {"hashes": self._pack(marked)}).rowcount
             if count != len(marked):  # our lease ran out and another task took numbers over
                 raise LedgerError(
                     f"{len(marked) - count} of {len(marked)} numbers to send are no longer this task's"
