@@ -164,10 +164,11 @@ def _tables(metadata: MetaData) -> tuple[Table, Table]:
         Column("gateway_id", String(64), nullable=False, default=""),
         Column("updated_at", Float, nullable=False),  # seconds since the epoch
         # Number first: a claim finds its rows by number and campaign, the contact history by number
-        # across campaigns; PostgreSQL never plans a scan of a campaign from stale statistics.
+        # across campaigns; PostgreSQL never plans a scan of a campaign from stale statistics. The rows
+        # themselves stay in claim order (a rowid table on SQLite): a request's numbers share a few
+        # pages, where rows kept in hash order would spread each commit over the whole table.
         PrimaryKeyConstraint("phone", "campaign", name="sms_ledger_entries_pkey"),
         Index("sms_ledger_entries_updated", "updated_at"),  # the retention's
-        sqlite_with_rowid=False,  # rows live in the key's B-tree: one write per change, not two
     )
     owners = Table(
         "sms_ledger_owners",
@@ -220,6 +221,7 @@ class SqlLedger:
         self._engine: Engine | None = None
         self._marks: list[tuple[list[str], asyncio.Future[None]]] = []
         self._outcomes: dict[tuple[str, str, str, str], list[str]] = {}
+        self._hashes: dict[str, str] = {}  # claimed numbers' hashes, until their outcome: hashed once
         self._writer: asyncio.Task[None] | None = None
         self._beat: asyncio.Task[None] | None = None
         self.error: BaseException | None = None  # the first write that failed
@@ -248,12 +250,13 @@ class SqlLedger:
             self._given = e.c.phone.in_(select(given).scalar_subquery())
             insert = sqlite.insert(e)
         blank, now = literal("", String), bindparam("now", type_=Float)
-        # ORDER BY: concurrent claimers lock rows in one order, no deadlock. WHERE true: without it
-        # SQLite would read ON CONFLICT as the ON of a join.
+        # WHERE true: without it SQLite would read ON CONFLICT as the ON of a join.
         source = select(
             given, literal(self.campaign, String), literal(CLAIMED, String), literal(self.owner, String),
             blank, blank, blank, now,
-        ).where(true()).order_by(given)  # fmt: skip
+        ).where(true())  # fmt: skip
+        if self._postgres:  # concurrent claimers lock rows in one order: no deadlock
+            source = source.order_by(given)
         names = ["phone", "campaign", "status", "owner", "code", "message", "gateway_id", "updated_at"]
         self._insert = insert.from_select(names, source).on_conflict_do_nothing(
             index_elements=["phone", "campaign"]
@@ -270,8 +273,8 @@ class SqlLedger:
                 updated_at=now,
             )
         )
-        mine = e.c.status.in_((CLAIMED, SENDING))
-        self._mark = update(e).where(self._ours, self._given, mine).values(status=SENDING, updated_at=now)
+        mine = e.c.status.in_((CLAIMED, SENDING))  # updated_at stays the claim's: no index entry moves
+        self._mark = update(e).where(self._ours, self._given, mine).values(status=SENDING)
 
     def _pack(self, hashes: list[str]) -> Any:
         return hashes if self._postgres else json.dumps(hashes)
@@ -362,14 +365,16 @@ class SqlLedger:
         by_hash = {number_hash(self.key, p): p for p in phones}
         if not by_hash:
             return {}
-        hashes = sorted(by_hash)  # concurrent claimers lock rows in one order: no deadlock
+        hashes = list(by_hash)  # in the audience's order: requests' numbers are rows stored together
         verdicts = await self._run(lambda conn: self._claim(conn, hashes, alive_since))
+        self._hashes.update((p, h) for h, p in by_hash.items() if h not in verdicts)
         return {by_hash[h]: v for h, v in verdicts.items()}
 
     def _claim(self, conn: Connection, hashes: list[str], alive_since: float | None) -> dict[str, Verdict]:
         e, o, now = self.entries, self.owners, self.clock()
         given = {"hashes": self._pack(hashes), "now": now}
-        conn.execute(self._insert, given)
+        if conn.execute(self._insert, given).rowcount == len(hashes):
+            return {}  # every row is new: all ours
         others = conn.execute(
             select(e.c.phone, e.c.status, e.c.owner, o.c.lease_until, o.c.renewed_at)
             .select_from(e.outerjoin(o, e.c.owner == o.c.owner))
@@ -440,7 +445,7 @@ class SqlLedger:
         """Return once ``phones`` are committed as ``sending``, with every outcome recorded before."""
         self._check_usable()
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._marks.append(([number_hash(self.key, p) for p in phones], done))
+        self._marks.append(([self._hashes.get(p) or number_hash(self.key, p) for p in phones], done))
         self._kick()
         await done
 
@@ -450,7 +455,8 @@ class SqlLedger:
         values = (v.outcome.value, v.code[:64], v.message[:TEXT_LIMIT], v.gateway_id[:64])
         if values[0] not in FINISHED:
             raise ValueError(f"the ledger records final outcomes, not {values[0]!r}")
-        self._outcomes.setdefault(values, []).extend(number_hash(self.key, p) for p in phones)
+        hashes = (self._hashes.pop(p, "") or number_hash(self.key, p) for p in phones)
+        self._outcomes.setdefault(values, []).extend(hashes)
         self._kick()
 
     def _check_usable(self) -> None:
@@ -488,13 +494,16 @@ class SqlLedger:
         marks: list[tuple[list[str], asyncio.Future[None]]],
         outcomes: dict[tuple[str, str, str, str], list[str]],
     ) -> None:
-        now = self.clock()
-        for (status, code, message, gateway_id), hashes in outcomes.items():
-            values = {"r_status": status, "r_code": code, "r_message": message, "r_gateway_id": gateway_id}
-            conn.execute(self._record, {"hashes": self._pack(hashes), "now": now, **values})
+        now, names = self.clock(), ("r_status", "r_code", "r_message", "r_gateway_id")
+        rows = [
+            dict(zip(names, values, strict=True), hashes=self._pack(hashes), now=now)
+            for values, hashes in outcomes.items()
+        ]
+        if rows:  # one executemany: the statement's overhead once per group, not once per request
+            conn.execute(self._record, rows)
         marked = [h for hashes, _ in marks for h in hashes]
         if marked:
-            count = conn.execute(self._mark, {"hashes": self._pack(marked), "now": now}).rowcount
+            count = conn.execute(self._mark, {"hashes": self._pack(marked)}).rowcount
             if count != len(marked):  # our lease ran out and another task took numbers over
                 raise LedgerError(
                     f"{len(marked) - count} of {len(marked)} numbers to send are no longer this task's"
