@@ -6,7 +6,7 @@ masking registered secrets only): for a list of recipients, that is every number
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk.exceptions import AirflowException
 
@@ -17,6 +17,29 @@ if TYPE_CHECKING:
     from airflow.sdk import BaseNotifier, BaseOperator, Context
 
     Templater = BaseOperator | BaseNotifier  # what renders template fields
+
+
+class RendersQuietly:
+    """Mixed into an operator or a notifier: its ``quiet_field`` is rendered by :meth:`render_quiet`
+    (by default :func:`render_field_quietly`), every other template field as Airflow renders it."""
+
+    quiet_field: ClassVar[str]
+
+    def _do_render_template_fields(
+        self,
+        parent: Any,
+        template_fields: Iterable[str],
+        context: Context,
+        jinja_env: jinja2.Environment,
+        seen_oids: set[int],
+    ) -> None:
+        others, ours = split_off(self, parent, template_fields, self.quiet_field)  # type: ignore[arg-type]
+        super()._do_render_template_fields(parent, others, context, jinja_env, seen_oids)  # type: ignore[misc]
+        if ours:
+            self.render_quiet(context, jinja_env, seen_oids)
+
+    def render_quiet(self, context: Context, jinja_env: jinja2.Environment, seen_oids: set[int]) -> None:
+        render_field_quietly(self, self.quiet_field, context, jinja_env, seen_oids)  # type: ignore[arg-type]
 
 
 def split_off(

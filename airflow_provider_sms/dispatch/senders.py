@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import KW_ONLY, dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from airflow_provider_sms.protocol import codes
@@ -11,6 +12,7 @@ if TYPE_CHECKING:
     from collections.abc import Hashable, Sequence
 
     from airflow_provider_sms.dispatch.recipients import Recipient
+    from airflow_provider_sms.gateways.base import GatewayClient
     from airflow_provider_sms.gateways.ihuyi import IhuyiClient
     from airflow_provider_sms.gateways.juncdt import JuncdtClient
     from airflow_provider_sms.gateways.models import GatewayReply
@@ -41,34 +43,16 @@ class BatchSender(Protocol):
     async def aclose(self) -> None: ...
 
 
-class MmsSender:
-    """ihuyi ``SendMms``: every recipient gets the same template, up to N numbers per request."""
+class _ClientSender:
+    """What both senders do alike: the reply's own class, no id, the client's pool opened and closed."""
 
-    gateway = "ihuyi"
-    takes_params = False
-
-    def __init__(
-        self, client: IhuyiClient, mmsid: str, *, pid: int | None, send_time: str, numbers_per_request: int
-    ) -> None:
-        self.client = client
-        self.mmsid = mmsid
-        self.pid = pid
-        self.send_time = send_time
-        self.numbers_per_request = numbers_per_request
-        # Refuse a bad template id or missing pid now, before the campaign starts.
-        client.build_send_mms([_PROBE_NUMBER], mmsid, pid, send_time)
-
-    def group_key(self, recipient: Recipient) -> Hashable:
-        return None
-
-    async def send(self, batch: Sequence[Recipient]) -> GatewayReply:
-        return await self.client.asend_mms([r.phone for r in batch], self.mmsid, self.pid, self.send_time)
+    client: GatewayClient
 
     def classify(self, reply: GatewayReply, batch: Sequence[Recipient]) -> CodeClass:
         return reply.code_class
 
     def gateway_id(self, reply: GatewayReply) -> str:
-        return reply.ids.get("mmsid", "")
+        return ""
 
     async def warm_up(self) -> None:
         await self.client.warm_up()
@@ -77,20 +61,47 @@ class MmsSender:
         await self.client.aclose()
 
 
-class SmsSender:
+@dataclass(eq=False)
+class MmsSender(_ClientSender):
+    """ihuyi ``SendMms``: every recipient gets the same template, up to N numbers per request."""
+
+    gateway = "ihuyi"
+    takes_params = False
+    client: IhuyiClient
+    mmsid: str
+    _: KW_ONLY
+    pid: int | None
+    send_time: str
+    numbers_per_request: int
+
+    def __post_init__(self) -> None:
+        # Refuse a bad template id or missing pid now, before the campaign starts.
+        self.client.build_send_mms([_PROBE_NUMBER], self.mmsid, self.pid, self.send_time)
+
+    def group_key(self, recipient: Recipient) -> Hashable:
+        return None
+
+    async def send(self, batch: Sequence[Recipient]) -> GatewayReply:
+        return await self.client.asend_mms([r.phone for r in batch], self.mmsid, self.pid, self.send_time)
+
+    def gateway_id(self, reply: GatewayReply) -> str:
+        return reply.ids.get("mmsid", "")
+
+
+@dataclass(eq=False)
+class SmsSender(_ClientSender):
     """juncdt ``sendMessage``: numbers share a request only when their params are equal."""
 
     gateway = "juncdt"
     takes_params = True
+    client: JuncdtClient
+    template_code: str
+    _: KW_ONLY
+    sign_code: str | None
+    numbers_per_request: int
 
-    def __init__(
-        self, client: JuncdtClient, template_code: str, *, sign_code: str | None, numbers_per_request: int
-    ) -> None:
-        self.client = client
-        self.template_code = template_code
-        self.sign_code = sign_code
-        self.numbers_per_request = numbers_per_request
-        client.build_send([_PROBE_NUMBER], template_code, None, sign_code)
+    def __post_init__(self) -> None:
+        self.client.build_send([_PROBE_NUMBER], self.template_code, None, self.sign_code)
 
     def group_key(self, recipient: Recipient) -> Hashable:
         return tuple(sorted(recipient.params.items())) if recipient.params else None
@@ -106,12 +117,3 @@ class SmsSender:
         if reply.code in codes.JUNCDT_PARAM_DEPENDENT:
             return CodeClass.BAD_INPUT if all(r.personal for r in batch) else CodeClass.FATAL
         return reply.code_class
-
-    def gateway_id(self, reply: GatewayReply) -> str:
-        return ""
-
-    async def warm_up(self) -> None:
-        await self.client.warm_up()
-
-    async def aclose(self) -> None:
-        await self.client.aclose()

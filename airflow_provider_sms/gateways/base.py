@@ -17,12 +17,39 @@ if TYPE_CHECKING:
     from types import TracebackType
 
     import httpx
+    from typing_extensions import Self
 
     from airflow_provider_sms.gateways.models import GatewayReply
     from airflow_provider_sms.gateways.transport import HttpSettings
 
 
-class GatewayClient:
+class Closeable:
+    """``with`` ends in ``close()``, ``async with`` in ``aclose()``."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+
+class GatewayClient(Closeable):
     """Owns one ``httpx.Client`` and one async httpx transport (one connection pool each), built on use."""
 
     gateway = "gateway"
@@ -119,19 +146,3 @@ class GatewayClient:
         if self._async is not None:
             await self._async.aclose()
             self._async = None
-
-    def __enter__(self) -> GatewayClient:
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    async def __aenter__(self) -> GatewayClient:
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()

@@ -13,16 +13,13 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 from airflow.sdk import BaseHook
 
 from airflow_provider_sms.errors import InvalidInputError
-from airflow_provider_sms.gateways.base import GatewayClient
+from airflow_provider_sms.gateways.base import Closeable, GatewayClient
 from airflow_provider_sms.hooks.campaign import campaign_options, resolve_rows, run_bulk
 from airflow_provider_sms.hooks.connection import ConnectionFields, check_per_request, mask_secrets
 from airflow_provider_sms.protocol.phones import normalize_all
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
-    from types import TracebackType
-
-    from typing_extensions import Self
 
     from airflow_provider_sms.dispatch.outcomes import Summary
     from airflow_provider_sms.dispatch.recipients import Cleaner
@@ -34,7 +31,7 @@ if TYPE_CHECKING:
 Client = TypeVar("Client", bound=GatewayClient)
 
 
-class GatewayHook(BaseHook, Generic[Client]):
+class GatewayHook(BaseHook, Closeable, Generic[Client]):
     """A Connection in, a configured gateway client out; subclasses say how the client is built."""
 
     conn_name_attr: ClassVar[str]
@@ -91,22 +88,6 @@ class GatewayHook(BaseHook, Generic[Client]):
         if client is not None:
             client.close()
             await client.aclose()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.aclose()
 
     def one_request(self, mobiles: Any) -> list[str]:
         """``mobiles`` normalised and deduplicated, refused whole if any is invalid or if they are more than

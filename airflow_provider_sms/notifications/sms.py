@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseNotifier
 
-if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+from airflow_provider_sms.templating import RendersQuietly
 
-    import jinja2
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from airflow.sdk import Context
 
     from airflow_provider_sms.hooks.juncdt import JuncdtHook
@@ -32,7 +33,7 @@ variables do not match the template's (code 30014), so pass ``params`` for any o
 """
 
 
-class SmsNotifier(BaseNotifier):
+class SmsNotifier(RendersQuietly, BaseNotifier):
     """Send one templated juncdt SMS per phone, as an ``on_failure_callback`` / ``on_success_callback``.
 
     :param phones: one number, a comma-separated string, or a list (templated).
@@ -46,6 +47,7 @@ class SmsNotifier(BaseNotifier):
     """
 
     template_fields: Sequence[str] = ("phones", "template_code", "params", "sign_code")
+    quiet_field = "phones"  # if its template fails, Airflow would log the numbers
 
     def __init__(
         self,
@@ -68,22 +70,6 @@ class SmsNotifier(BaseNotifier):
         from airflow_provider_sms.hooks.juncdt import JuncdtHook
 
         return JuncdtHook(juncdt_conn_id=self.juncdt_conn_id)
-
-    def _do_render_template_fields(
-        self,
-        parent: Any,
-        template_fields: Iterable[str],
-        context: Context,
-        jinja_env: jinja2.Environment,
-        seen_oids: set[int],
-    ) -> None:
-        """Render as usual, except ``phones``: if its template fails, Airflow would log the numbers."""
-        from airflow_provider_sms.templating import render_field_quietly, split_off
-
-        others, ours = split_off(self, parent, template_fields, "phones")
-        super()._do_render_template_fields(parent, others, context, jinja_env, seen_oids)
-        if ours:
-            render_field_quietly(self, "phones", context, jinja_env, seen_oids)
 
     def __call__(self, *args: Any) -> None:
         # Rendering happens before notify(): a template error must not escape either.

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-if TYPE_CHECKING:
-    from collections.abc import Iterable
+from airflow_provider_sms.templating import RendersQuietly
 
+if TYPE_CHECKING:
     import jinja2
     from airflow.sdk import Context
 
@@ -72,7 +72,7 @@ class RenderedAudience:
         return str(self.serialize())
 
 
-class BulkSendOperator(BaseOperator):
+class BulkSendOperator(RendersQuietly, BaseOperator):
     """Base of the send operators: one campaign per task instance, one outcome per recipient.
 
     Every setting below may be left out (None: the connection's extra, else the default of
@@ -115,13 +115,14 @@ class BulkSendOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = BULK_TEMPLATE_FIELDS
+    template_fields_renderers: ClassVar[dict[str, str]] = {"recipients": "json"}
     ui_color = "#e8f4e8"
-    conn_id_field: ClassVar[str] = ""
-    audience_field: ClassVar[str] = ""  # the template field holding the recipients
+    quiet_field = "recipients"
 
     def __init__(
         self,
         *,
+        recipients: Any,
         concurrency: int | str | None = None,
         requests_per_second: float | str | None = None,
         numbers_per_request: int | str | None = None,
@@ -145,6 +146,7 @@ class BulkSendOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.recipients = recipients
         self.concurrency = concurrency
         self.requests_per_second = requests_per_second
         self.numbers_per_request = numbers_per_request
@@ -167,45 +169,28 @@ class BulkSendOperator(BaseOperator):
         self.max_consecutive_ambiguous = max_consecutive_ambiguous
 
     # -- rendering ------------------------------------------------------------------------------------
-    def _do_render_template_fields(
-        self,
-        parent: Any,
-        template_fields: Iterable[str],
-        context: Context,
-        jinja_env: jinja2.Environment,
-        seen_oids: set[int],
-    ) -> None:
-        """Render as usual, but keep the audience out of what Airflow logs, stores and shows.
+    def render_quiet(self, context: Context, jinja_env: jinja2.Environment, seen_oids: set[int]) -> None:
+        """Keep the audience out of what Airflow logs, stores and shows.
 
         Airflow stores rendered fields unmasked in its metadata database (the Rendered Template view),
         and when a template fails it logs the unrendered value: numbers and personal params either way.
-        The audience field is rendered here instead: a failure names the field and the error, numbers
-        masked, and the rendered value is wrapped in a :class:`RenderedAudience`. Airflow calls this
-        method on the task that runs, mapped or not; a file URI stays as it is.
+        ``recipients`` is rendered here instead: a failure names the field and the error, numbers
+        masked, and the rendered value is wrapped in a :class:`RenderedAudience`. Airflow renders this
+        way the task that runs, mapped or not; a file URI stays as it is.
         """
-        from airflow_provider_sms.templating import split_off
-
-        others, ours = split_off(self, parent, template_fields, self.audience_field)
-        super()._do_render_template_fields(parent, others, context, jinja_env, seen_oids)
-        if ours:
-            self._render_audience(context, jinja_env, seen_oids)
-
-    def _render_audience(self, context: Context, jinja_env: jinja2.Environment, seen_oids: set[int]) -> None:
         from airflow_provider_sms.dispatch.recipients import looks_like_file
-        from airflow_provider_sms.templating import render_field_quietly
 
-        field = self.audience_field
-        render_field_quietly(self, field, context, jinja_env, seen_oids)
-        value = getattr(self, field)
+        super().render_quiet(context, jinja_env, seen_oids)
+        value = self.recipients
         if value is None or isinstance(value, RenderedAudience):
             return
         if isinstance(value, str) and looks_like_file(value):
             return
-        setattr(self, field, RenderedAudience(value))
+        self.recipients = RenderedAudience(value)
 
     def audience(self) -> Any:
-        """The recipients as given and rendered (what ``audience_field`` held before it was masked)."""
-        value = getattr(self, self.audience_field)
+        """The recipients as given and rendered (what ``recipients`` held before it was masked)."""
+        value = self.recipients
         return value.value if isinstance(value, RenderedAudience) else value
 
     # -- pieces ---------------------------------------------------------------------------------------

@@ -40,13 +40,10 @@ class MmsSendOperator(BulkSendOperator):
         "check_balance",
         *BULK_TEMPLATE_FIELDS,
     )
-    template_fields_renderers = {"recipients": "json"}  # noqa: RUF012
-    audience_field = "recipients"
 
     def __init__(
         self,
         *,
-        recipients: Any,
         mmsid: str | int | XComArg,
         pid: int | str | None = None,
         send_time: Any = None,
@@ -55,7 +52,6 @@ class MmsSendOperator(BulkSendOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.recipients = recipients
         self.mmsid = mmsid
         self.pid = pid
         self.send_time = send_time

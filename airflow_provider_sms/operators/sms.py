@@ -42,12 +42,10 @@ class SmsSendOperator(BulkSendOperator):
         *BULK_TEMPLATE_FIELDS,
     )
     template_fields_renderers = {"recipients": "json", "template_params": "json"}  # noqa: RUF012
-    audience_field = "recipients"
 
     def __init__(
         self,
         *,
-        recipients: Any,
         template_code: str,
         sign_code: str | None = None,
         template_params: dict[str, Any] | None = None,
@@ -57,7 +55,6 @@ class SmsSendOperator(BulkSendOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        self.recipients = recipients
         self.template_code = template_code
         self.sign_code = sign_code
         self.template_params: dict[str, Any] = dict(template_params or {})

@@ -21,12 +21,16 @@ if TYPE_CHECKING:
     from starlette.types import ASGIApp, Receive, Scope, Send
 
 
-class IhuyiEndpoint:
-    """``POST /webservice/api?method=...``: a raw ASGI app, no Request/Response objects per call."""
+class _Endpoint:
+    """A raw ASGI app, no Request/Response objects per call, over the sandbox's state and faults."""
 
     def __init__(self, state: SandboxState, runtime: Runtime) -> None:
         self.state = state
         self.runtime = runtime
+
+
+class IhuyiEndpoint(_Endpoint):
+    """``POST /webservice/api?method=...``."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         at = time.time()
@@ -40,12 +44,8 @@ class IhuyiEndpoint:
         await serve(state, self.runtime, record, lambda: ihuyi.process(state, call), receive, send)
 
 
-class JuncdtEndpoint:
-    """``POST /smartmarket/msgService/sendMessage``: a raw ASGI app, like :class:`IhuyiEndpoint`."""
-
-    def __init__(self, state: SandboxState, runtime: Runtime) -> None:
-        self.state = state
-        self.runtime = runtime
+class JuncdtEndpoint(_Endpoint):
+    """``POST /smartmarket/msgService/sendMessage``."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         at = time.time()

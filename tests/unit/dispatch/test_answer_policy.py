@@ -15,7 +15,7 @@ from airflow_provider_sms.dispatch.settings import SendSettings
 from airflow_provider_sms.hooks.ihuyi import IhuyiHook
 from airflow_provider_sms.hooks.juncdt import JuncdtHook
 from airflow_provider_sms.sandbox.server import SandboxServer
-from tests.conftest import control, deliveries, force
+from tests.helpers import control, deliveries, force
 
 AUDIENCE = [f"1380013{i:04d}" for i in range(6)]
 ONE_AT_A_TIME = SendSettings(concurrency=1, numbers_per_request=2)

@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_sms.sandbox.server import SandboxServer
-from tests.conftest import control, deliveries, force, run_dag
-from tests.unit.dispatch.test_dispatch import numbers, run_mms, run_sms
+from tests.helpers import control, deliveries, force, numbers, run_dag, run_mms, run_sms
 
 
 async def test_one_bad_number_rejects_only_itself_not_its_batch(gw: SandboxServer) -> None:

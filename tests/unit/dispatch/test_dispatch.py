@@ -34,53 +34,20 @@ from airflow_provider_sms.dispatch.senders import MmsSender, SmsSender
 from airflow_provider_sms.dispatch.sql_ledger import SqlLedger
 from airflow_provider_sms.errors import InvalidInputError
 from airflow_provider_sms.sandbox.server import SandboxServer
-from tests.conftest import control, deliveries, force
-from tests.unit.gateways.test_gateways import ihuyi, juncdt
+from tests.helpers import (
+    FAST_RETRY,
+    control,
+    deliveries,
+    force,
+    ihuyi,
+    juncdt,
+    numbers,
+    raises,
+    run_mms,
+    run_sms,
+)
 
-FAST_RETRY = RetryPolicy(max_attempts=3, base_delay=0.01, max_delay=0.05)
 KEY = b"k" * 32  # the ledger's hash key
-
-
-def numbers(n: int, start: int = 0) -> list[str]:
-    return [f"138{start + i:08d}" for i in range(n)]
-
-
-async def run_mms(
-    server: SandboxServer,
-    items: list[Any],
-    *,
-    per_request: int = 100,
-    report: ReportWriter | None = None,
-    **options: Any,
-) -> Summary:
-    sender = MmsSender(ihuyi(server), "1001", pid=1, send_time="", numbers_per_request=per_request)
-    opts = CampaignOptions(**{"concurrency": 8, "retry": FAST_RETRY, **options})
-    return await Campaign(
-        sender, lambda: rows_from_items(items), lambda: Cleaner(use_params=False), opts, report=report
-    ).run()
-
-
-async def run_sms(
-    server: SandboxServer,
-    items: list[Any],
-    *,
-    per_request: int = 1,
-    params: dict[str, str] | None = None,
-    report: ReportWriter | None = None,
-    template: str = "TPL_CODE",
-    ledger: SqlLedger | None = None,
-    **options: Any,
-) -> Summary:
-    sender = SmsSender(juncdt(server), template, sign_code=None, numbers_per_request=per_request)
-    opts = CampaignOptions(**{"concurrency": 8, "retry": FAST_RETRY, **options})
-    return await Campaign(
-        sender,
-        lambda: rows_from_items(items),
-        lambda: Cleaner(shared_params=params),
-        opts,
-        report=report,
-        ledger=ledger,
-    ).run()
 
 
 def requests_log(server: SandboxServer) -> list[dict[str, Any]]:
@@ -318,7 +285,7 @@ async def test_a_report_that_cannot_be_written_stops_the_campaign_and_says_so(gw
     campaign = Campaign(
         sender, lambda: rows_from_items(numbers(3000)), lambda: Cleaner(use_params=False), opts, report=report
     )
-    with pytest.raises(ReportError, match=r"report could not be written: OSError: .*No space left"):
+    with raises(ReportError, match=r"report could not be written: OSError: .*No space left"):
         await asyncio.wait_for(campaign.run(), timeout=60)  # before the fix: it never returned
     summary = campaign.summary
     assert summary.stopped is not None and "No space left" in summary.stopped
@@ -399,7 +366,7 @@ async def test_dry_run_sends_nothing_and_estimates(gw: SandboxServer) -> None:
 
 
 async def test_empty_audience_is_an_error(gw: SandboxServer) -> None:
-    with pytest.raises(InvalidInputError, match="empty"):
+    with raises(InvalidInputError, match="empty"):
         await run_mms(gw, [])
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_sms.sandbox.server import SandboxServer
-from tests.conftest import ROOT, control, deliveries, ihuyi_conn, run_dag, set_conn
+from tests.helpers import ROOT, control, deliveries, ihuyi_conn, run_dag, set_conn
 from tests.pgserver import PostgresServer
 
 pytestmark = pytest.mark.usefixtures("airflow_db")

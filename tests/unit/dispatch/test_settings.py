@@ -17,13 +17,13 @@ from airflow_provider_sms.dispatch.settings import SendSettings, send_settings
 from airflow_provider_sms.errors import InvalidInputError
 from airflow_provider_sms.hooks.ihuyi import IhuyiHook
 from airflow_provider_sms.sandbox.server import SandboxServer
-from tests.conftest import control, deliveries, ihuyi_conn, run_dag, set_conn
+from tests.helpers import control, deliveries, ihuyi_conn, raises, run_dag, set_conn
 
 FLAGS = ("dry_run", "resend_ambiguous", "report_unmasked", "use_ledger", "check_balance")
 
 
 def refusal(**given: Any) -> str:
-    with pytest.raises(InvalidInputError) as info:
+    with raises(InvalidInputError) as info:
         send_settings(given)
     return str(info.value)
 
@@ -51,7 +51,7 @@ def test_anything_else_is_not_a_flag(flag: str, value: object) -> None:
 
 @pytest.mark.parametrize("flag", FLAGS)
 def test_none_is_not_a_flag_in_the_model(flag: str) -> None:
-    with pytest.raises(ValueError, match="true or false"):
+    with raises(ValueError, match="true or false"):
         SendSettings.model_validate({flag: None})
 
 
@@ -116,7 +116,7 @@ def test_none_and_blank_mean_not_given_and_defaults_are_declared_once() -> None:
         0,
         10,
     )
-    with pytest.raises(ValueError):
+    with raises(ValueError):
         SendSettings(concurrency=4).model_copy().__setattr__("concurrency", 5)  # frozen
 
 
@@ -140,7 +140,7 @@ def test_connection_extras_are_read_by_the_same_rules(
 ) -> None:
     extras = {"concurrency": "lots", "max_attempts": 0, "requests_per_second": True, "verify_tls": "nope"}
     set_conn(monkeypatch, "ihuyi_odd", ihuyi_conn(connections.url, **extras))
-    with pytest.raises(InvalidInputError) as info:
+    with raises(InvalidInputError) as info:
         IhuyiHook("ihuyi_odd").send_bulk(["13812348000"], "1001")
     message = str(info.value)
     assert message.startswith("connection 'ihuyi_odd': ")
@@ -151,7 +151,7 @@ def test_connection_extras_are_read_by_the_same_rules(
     ):
         assert clause in message
     set_conn(monkeypatch, "ihuyi_odd", ihuyi_conn(connections.url, verify_tls="nope", timeout="0"))
-    with pytest.raises(InvalidInputError) as info:
+    with raises(InvalidInputError) as info:
         IhuyiHook("ihuyi_odd").send_mms("13812348000", "1001")
     assert str(info.value) == (
         "connection 'ihuyi_odd': extra 'timeout' must be between 0.1 and 600, got 0; "
@@ -284,5 +284,5 @@ def test_what_the_form_allows_the_hooks_take_and_what_it_refuses_they_refuse(
             assert IhuyiHook().get_conn() is not None, (name, bound)
             beyond = schema[bound] + past
             set_conn(monkeypatch, "ihuyi_default", ihuyi_conn(connections.url, **{name: beyond}))
-            with pytest.raises(InvalidInputError, match=f"extra '{name}'"):
+            with raises(InvalidInputError, match=f"extra '{name}'"):
                 IhuyiHook().get_conn()

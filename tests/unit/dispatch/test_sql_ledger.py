@@ -44,7 +44,7 @@ from airflow_provider_sms.gateways.ihuyi import IhuyiClient
 from airflow_provider_sms.gateways.transport import HttpSettings
 from airflow_provider_sms.sandbox.accounts import IHUYI_ACCOUNT, IHUYI_PASSWORD
 from airflow_provider_sms.sandbox.server import SandboxServer
-from tests.conftest import control, deliveries
+from tests.helpers import control, deliveries, raises
 
 ROOT = Path(__file__).resolve().parents[3]
 HASH_KEY = "a-test-secret-of-more-than-32-characters"  # what a ledger connection's extra holds
@@ -233,9 +233,9 @@ async def test_a_task_whose_claims_were_taken_over_cannot_send_them(db_url: str,
     await stalled.claim(people(3))
     async with opened(db_url, campaign, OTHER, clock=Clock(offset=61)) as other:
         assert await other.claim(people(3)) == {}
-    with pytest.raises(LedgerError, match="3 of 3 numbers to send are no longer this task's"):
+    with raises(LedgerError, match="3 of 3 numbers to send are no longer this task's"):
         await stalled.mark_sending(people(3))
-    with pytest.raises(LedgerError, match="could not be written"):
+    with raises(LedgerError, match="could not be written"):
         await stalled.close()
     assert {r["owner"].partition("#")[0] for r in entries(db_url, campaign).values()} == {OTHER}
 
@@ -253,7 +253,7 @@ async def test_a_task_that_closes_frees_what_it_left_unfinished_at_once(db_url: 
 async def test_only_final_outcomes_are_recorded(tmp_path: Path) -> None:
     async with opened(f"sqlite:///{tmp_path}/l.db", "c") as ledger:
         for outcome in (Outcome.SKIPPED, Outcome.HELD, Outcome.ACCEPTED_EARLIER, Outcome.DUPLICATE):
-            with pytest.raises(ValueError, match="final outcomes"):
+            with raises(ValueError, match="final outcomes"):
                 ledger.record(["13800000000"], Verdict(outcome))
 
 
@@ -814,18 +814,18 @@ async def test_repr_has_no_credentials_and_a_closed_ledger_refuses(postgres_url:
     await ledger.open()
     await ledger.close()
     await ledger.close()  # idempotent
-    with pytest.raises(LedgerError, match="not open"):
+    with raises(LedgerError, match="not open"):
         await ledger.claim(people(1))
 
 
 def test_arguments_are_checked_before_anything_opens(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="SQLite and PostgreSQL"):
+    with raises(ValueError, match="SQLite and PostgreSQL"):
         SqlLedger("mysql://u:p@localhost/db", "c", TASK, key=KEY)
-    with pytest.raises(ValueError, match="campaign key and a task"):
+    with raises(ValueError, match="campaign key and a task"):
         SqlLedger(f"sqlite:///{tmp_path}/l.db", "", TASK, key=KEY)
-    with pytest.raises(ValueError, match="at most half the lease"):
+    with raises(ValueError, match="at most half the lease"):
         SqlLedger(f"sqlite:///{tmp_path}/l.db", "c", TASK, key=KEY, lease=10, heartbeat=6)
-    with pytest.raises(LedgerError, match="at least 32 characters"):
+    with raises(LedgerError, match="at least 32 characters"):
         key_from_text("short", "test")
     assert not (tmp_path / "l.db").exists()
 

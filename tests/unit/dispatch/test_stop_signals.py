@@ -24,8 +24,7 @@ from airflow_provider_sms.dispatch.engine import Campaign, CampaignOptions, stop
 from airflow_provider_sms.dispatch.recipients import Cleaner, rows_from_items
 from airflow_provider_sms.dispatch.senders import MmsSender
 from airflow_provider_sms.sandbox.server import SandboxServer
-from tests.conftest import ROOT, control, run_dag
-from tests.unit.gateways.test_gateways import ihuyi
+from tests.helpers import ROOT, control, ihuyi, run_dag
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 

@@ -18,14 +18,15 @@ from airflow_provider_sms.gateways.transport import HttpSettings
 from airflow_provider_sms.hooks.ihuyi import IhuyiHook
 from airflow_provider_sms.hooks.juncdt import JuncdtHook
 from airflow_provider_sms.sandbox.server import SandboxServer
-from tests.conftest import (
+from tests.helpers import (
     IHUYI_ACCOUNT,
     IHUYI_PASSWORD,
     JUNCDT_ACCESS_SECRET,
     JUNCDT_PACKAGE_CODE,
-    SECRETS,
     force,
+    raises,
 )
+from tests.leak_scan import SECRETS
 
 NUMBER = "13800000120"
 # What a gateway might say: a number of the request, and the request's secrets echoed back.
@@ -57,12 +58,12 @@ def test_a_campaign_shows_the_gateways_words_clean_everywhere(
 
 def test_a_single_send_raises_with_the_words_clean(connections: SandboxServer) -> None:
     force(connections, "ihuyi", "SendMms", "4051", msg=IHUYI_SAYS)
-    with pytest.raises(FatalGatewayError) as info:
+    with raises(FatalGatewayError) as info:
         IhuyiHook().send_mms("13812348000", "1001")
     assert str(info.value) == f"ihuyi SendMms answered code 4051: {IHUYI_SHOWN}"
     assert info.value.reply.message == IHUYI_SHOWN
     force(connections, "juncdt", "sendMessage", "39999", msg=JUNCDT_SAYS)
-    with pytest.raises(UnknownGatewayCodeError) as unknown:
+    with raises(UnknownGatewayCodeError) as unknown:
         JuncdtHook().send_sms("13812348000", "TPL_CODE", {"code": "1"})
     assert str(unknown.value) == f"juncdt sendMessage answered code 39999: {JUNCDT_SHOWN}"
     assert "13812348000" not in repr(unknown.value.reply)  # juncdt echoes the phone in its reply
@@ -96,9 +97,9 @@ def echo() -> Iterator[str]:
 async def test_a_transport_fault_quoting_the_reply_is_clean(echo: str, quoted: str, shown: str) -> None:
     _Echo.body = f'<?xml version="1.0" encoding="{quoted}"?><r><code>2</code></r>'.encode()
     client = IhuyiClient(IHUYI_ACCOUNT, IHUYI_PASSWORD, HttpSettings(echo, timeout=5), default_pid=1)
-    with pytest.raises(TransportError) as sync:
+    with raises(TransportError) as sync:
         client.get_num()
-    with pytest.raises(TransportError) as asynchronous:
+    with raises(TransportError) as asynchronous:
         await client.aget_num()
     await client.aclose()
     for info in (sync, asynchronous):

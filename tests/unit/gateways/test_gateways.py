@@ -21,32 +21,19 @@ from airflow_provider_sms.protocol.codes import (
     CodeClass,
 )
 from airflow_provider_sms.sandbox.server import SandboxServer
-from tests.conftest import (
-    IHUYI_ACCOUNT,
+from tests.helpers import (
     IHUYI_PASSWORD,
-    JUNCDT_ACCESS_KEY,
     JUNCDT_ACCESS_SECRET,
     JUNCDT_PACKAGE_CODE,
     control,
     deliveries,
     force,
+    ihuyi,
+    juncdt,
+    raises,
 )
 
 NUMBER = "13812348000"
-
-
-def ihuyi(server: SandboxServer, timeout: float = 5.0, password: str = IHUYI_PASSWORD) -> IhuyiClient:
-    return IhuyiClient(IHUYI_ACCOUNT, password, HttpSettings(server.url, timeout=timeout), default_pid=1)
-
-
-def juncdt(server: SandboxServer, timeout: float = 5.0) -> JuncdtClient:
-    return JuncdtClient(
-        JUNCDT_ACCESS_KEY,
-        JUNCDT_ACCESS_SECRET,
-        JUNCDT_PACKAGE_CODE,
-        HttpSettings(server.url, timeout=timeout),
-        default_sign_code="SIGN01",
-    )
 
 
 def faults(server: SandboxServer, **settings: object) -> None:
@@ -258,10 +245,10 @@ def test_reply_shapes_parse_the_same(gw: SandboxServer, shape: dict[str, object]
 @pytest.mark.parametrize(("hostile", "ambiguous"), [("empty", True), ("truncated", True), ("xml_bomb", True)])
 def test_non_xml_replies_are_transport_faults(gw: SandboxServer, hostile: str, ambiguous: bool) -> None:
     faults(gw, hostile=hostile)
-    with pytest.raises(TransportError) as info:
+    with raises(TransportError) as info:
         ihuyi(gw).send_mms([NUMBER], "1001")
     assert info.value.ambiguous is ambiguous
-    with pytest.raises(TransportError) as query:
+    with raises(TransportError) as query:
         ihuyi(gw).get_num()
     assert query.value.ambiguous is False  # a balance query is safe to repeat
 
@@ -284,14 +271,14 @@ async def test_a_compressed_reply_is_read_like_any_other(gw: SandboxServer) -> N
 
 def test_html_error_page_is_never_success(gw: SandboxServer) -> None:
     faults(gw, malformed_rate=1.0)
-    with pytest.raises(TransportError, match=r"not well-formed|XML") as info:
+    with raises(TransportError, match=r"not well-formed|XML") as info:
         ihuyi(gw).send_mms([NUMBER], "1001")
     assert info.value.ambiguous
 
 
 def test_5xx_is_retryable_and_not_ambiguous(gw: SandboxServer) -> None:
     faults(gw, http_5xx_rate=1.0)
-    with pytest.raises(TransportError, match="HTTP 503") as info:
+    with raises(TransportError, match="HTTP 503") as info:
         juncdt(gw).send([NUMBER], "TPL_CODE", {"code": "1"})
     assert info.value.retryable and not info.value.ambiguous
     assert deliveries(gw) == []
@@ -306,9 +293,9 @@ async def test_retry_after_of_a_429_or_503_is_read(
 ) -> None:
     faults(gw, http_error_status=status, retry_after=header, http_5xx_rate=1.0)
     client = juncdt(gw)
-    with pytest.raises(TransportError, match=f"HTTP {status}") as sync:
+    with raises(TransportError, match=f"HTTP {status}") as sync:
         client.send([NUMBER], "TPL_CODE", {"code": "1"})
-    with pytest.raises(TransportError, match=f"HTTP {status}") as asynchronous:
+    with raises(TransportError, match=f"HTTP {status}") as asynchronous:
         await client.asend([NUMBER], "TPL_CODE", {"code": "1"})
     await client.aclose()
     for info in (sync, asynchronous):
@@ -332,7 +319,7 @@ async def test_timeout_after_sending_is_ambiguous(gw: SandboxServer, use_async: 
     faults(gw, hang_rate=1.0)
     client = ihuyi(gw, timeout=0.5)
     started = time.monotonic()
-    with pytest.raises(TransportError) as info:
+    with raises(TransportError) as info:
         if use_async:
             await client.asend_mms([NUMBER], "1001")
         else:
@@ -346,7 +333,7 @@ async def test_timeout_after_sending_is_ambiguous(gw: SandboxServer, use_async: 
 async def test_reset_mid_reply_is_ambiguous(gw: SandboxServer, use_async: bool) -> None:
     faults(gw, reset_rate=1.0)
     client = juncdt(gw)
-    with pytest.raises(TransportError) as info:
+    with raises(TransportError) as info:
         if use_async:
             await client.asend([NUMBER], "TPL_CODE", {"code": "1"})
         else:
@@ -357,9 +344,9 @@ async def test_reset_mid_reply_is_ambiguous(gw: SandboxServer, use_async: bool) 
 
 async def test_connection_refused_is_not_ambiguous() -> None:
     client = IhuyiClient("a", "b", HttpSettings("http://127.0.0.1:9", timeout=2), default_pid=1)
-    with pytest.raises(TransportError) as info:
+    with raises(TransportError) as info:
         client.send_mms([NUMBER], "1001")
-    with pytest.raises(TransportError) as ainfo:
+    with raises(TransportError) as ainfo:
         await client.asend_mms([NUMBER], "1001")
     await client.aclose()
     assert not info.value.ambiguous and not ainfo.value.ambiguous
@@ -371,7 +358,7 @@ async def test_huge_and_trickling_replies_are_bounded(gw: SandboxServer, use_asy
     for hostile in ("huge", "trickle"):
         faults(gw, hostile=hostile)
         started = time.monotonic()
-        with pytest.raises(TransportError):
+        with raises(TransportError):
             if use_async:
                 await client.aget_num()
             else:
@@ -406,7 +393,7 @@ async def test_redirect_is_refused_and_credentials_stay_home(
 ) -> None:
     faults(gw, hostile="redirect", redirect_to=thief)
     client = ihuyi(gw)
-    with pytest.raises(TransportError, match="redirect") as info:
+    with raises(TransportError, match="redirect") as info:
         if use_async:
             await client.aget_num()
         else:

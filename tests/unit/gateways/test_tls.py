@@ -16,7 +16,7 @@ from airflow_provider_sms.errors import InvalidInputError, TransportError
 from airflow_provider_sms.hooks.ihuyi import IhuyiHook
 from airflow_provider_sms.hooks.juncdt import JuncdtHook
 from airflow_provider_sms.sandbox.server import SandboxServer
-from tests.conftest import ihuyi_conn, juncdt_conn, set_conn
+from tests.helpers import ihuyi_conn, juncdt_conn, raises, set_conn
 
 UNTRUSTED = "certificate verify failed: self-signed certificate"
 
@@ -78,10 +78,10 @@ def test_an_untrusted_certificate_is_refused_before_anything_is_sent(
 ) -> None:
     set_conn(monkeypatch, "juncdt_default", juncdt_conn(https.url))
     set_conn(monkeypatch, "ihuyi_default", ihuyi_conn(https.url))
-    with pytest.raises(TransportError, match=UNTRUSTED) as sync:
+    with raises(TransportError, match=UNTRUSTED) as sync:
         JuncdtHook().send_sms("13800138000", "TPL_CODE", {"code": "1"})
     assert "before the request was sent" in str(sync.value) and not sync.value.ambiguous
-    with pytest.raises(TransportError, match=UNTRUSTED) as balance:
+    with raises(TransportError, match=UNTRUSTED) as balance:
         IhuyiHook().get_balance()
     assert not balance.value.ambiguous
     ok, message = JuncdtHook().test_connection()
@@ -131,7 +131,7 @@ def test_a_bad_tls_setting_is_refused_before_anything_is_sent(
     https: SandboxServer, monkeypatch: pytest.MonkeyPatch, extra: dict[str, str], error: str
 ) -> None:
     set_conn(monkeypatch, "juncdt_default", juncdt_conn(https.url, **extra))
-    with pytest.raises(InvalidInputError, match=error):
+    with raises(InvalidInputError, match=error):
         JuncdtHook().send_sms("13800138000", "TPL_CODE", {"code": "1"})
     ok, message = JuncdtHook().test_connection()  # what the UI's Test button shows
     assert not ok and error in message

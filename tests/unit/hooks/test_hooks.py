@@ -18,16 +18,17 @@ from airflow_provider_sms.errors import (
 from airflow_provider_sms.hooks.ihuyi import IhuyiHook
 from airflow_provider_sms.hooks.juncdt import JuncdtHook
 from airflow_provider_sms.sandbox.server import SandboxServer
-from tests.conftest import (
+from tests.helpers import (
     IHUYI_PASSWORD,
-    SECRETS,
     control,
     deliveries,
     force,
     ihuyi_conn,
     juncdt_conn,
+    raises,
     set_conn,
 )
+from tests.leak_scan import SECRETS
 
 
 def test_ihuyi_hook_sends_and_reads_balance(connections: SandboxServer) -> None:
@@ -49,12 +50,12 @@ async def test_async_twins(connections: SandboxServer) -> None:
 
 def test_bad_input_refused_before_sending(connections: SandboxServer) -> None:
     hook = IhuyiHook()
-    with pytest.raises(InvalidInputError, match="invalid phone number") as info:
+    with raises(InvalidInputError, match="invalid phone number") as info:
         hook.send_mms(["13812348000", "12345"], "1001")
     assert str(info.value) == "1 invalid phone number(s): ***45 (5 digits, a mainland mobile number has 11)"
-    with pytest.raises(InvalidInputError, match="no phone number"):
+    with raises(InvalidInputError, match="no phone number"):
         hook.send_mms([], "1001")
-    with pytest.raises(InvalidInputError, match="in the past"):
+    with raises(InvalidInputError, match="in the past"):
         hook.send_mms("13812348000", "1001", send_time="2020-01-01 00:00:00")
     assert deliveries(connections) == []
 
@@ -62,14 +63,14 @@ def test_bad_input_refused_before_sending(connections: SandboxServer) -> None:
 def test_codes_become_errors_of_their_class(connections: SandboxServer) -> None:
     hook = IhuyiHook()
     force(connections, "ihuyi", "SendMms", "4051")
-    with pytest.raises(FatalGatewayError, match="4051") as info:
+    with raises(FatalGatewayError, match="4051") as info:
         hook.send_mms("13812348000", "1001")
     assert info.value.reply.message  # the gateway's own words
     force(connections, "ihuyi", "SendMms", "0")
-    with pytest.raises(TransientGatewayError):
+    with raises(TransientGatewayError):
         hook.send_mms("13812348000", "1001")
     control(connections, "POST", "/_sandbox/accounts", {"ihuyi": {"blacklist": ["13812348000"]}})
-    with pytest.raises(BadInputGatewayError, match="409"):
+    with raises(BadInputGatewayError, match="409"):
         hook.send_mms("13812348000", "1001")
 
 
@@ -83,7 +84,7 @@ def test_juncdt_hook_personalised_send(connections: SandboxServer) -> None:
 def test_juncdt_batch_limit_is_a_connection_option(
     connections: SandboxServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with pytest.raises(InvalidInputError, match="exceed one request"):
+    with raises(InvalidInputError, match="exceed one request"):
         JuncdtHook().send_sms(["13812348000", "13900001111"], "TPL_PLAIN")
     set_conn(monkeypatch, "juncdt_batch", juncdt_conn(connections.url, numbers_per_request=500))
     assert JuncdtHook("juncdt_batch").send_sms(["13812348000", "13900001111"], "TPL_PLAIN").ok
@@ -111,12 +112,12 @@ def test_connection_checks(connections: SandboxServer, monkeypatch: pytest.Monke
 def test_wrong_connection_type_and_missing_secret(
     connections: SandboxServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with pytest.raises(InvalidInputError, match="expected 'ihuyi'"):
+    with raises(InvalidInputError, match="expected 'ihuyi'"):
         IhuyiHook("juncdt_default").get_balance()
     conn = juncdt_conn(connections.url)
     del conn["extra"]["classification_secret"]
     set_conn(monkeypatch, "juncdt_nosecret", conn)
-    with pytest.raises(InvalidInputError, match="classification_secret"):
+    with raises(InvalidInputError, match="classification_secret"):
         JuncdtHook("juncdt_nosecret").send_sms("13812348000", "TPL_PLAIN")
 
 
@@ -128,12 +129,12 @@ def test_no_secret_in_logs_or_errors(
     hook.send_mms("13812348000", "1001")
     for forced in ("405", "4050", "0"):
         force(connections, "ihuyi", "SendMms", forced)
-        with pytest.raises(Exception) as info:
+        with raises(Exception) as info:
             hook.send_mms("13812348000", "1001")
         texts.append(str(info.value) + repr(info.value))
     control(connections, "POST", "/_sandbox/faults", {"hang_rate": 1.0})
     set_conn(monkeypatch, "ihuyi_fast", ihuyi_conn(connections.url, timeout=0.3))
-    with pytest.raises(Exception) as timeout:
+    with raises(Exception) as timeout:
         IhuyiHook("ihuyi_fast").send_mms("13812348000", "1001")
     texts.append(str(timeout.value))
     control(connections, "POST", "/_sandbox/faults", {"hang_rate": 0.0})

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_sms.sandbox.server import SandboxServer
-from tests.conftest import deliveries, run_dag
+from tests.helpers import deliveries, raises, run_dag
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
@@ -176,7 +176,7 @@ def test_the_url_the_ledger_opens(given: str, expected: str) -> None:
 def test_a_url_the_ledger_cannot_use(given: str, error: str) -> None:
     from airflow_provider_sms.ledger_url import LedgerUrlError, ledger_url
 
-    with pytest.raises(LedgerUrlError, match=error) as caught:
+    with raises(LedgerUrlError, match=error) as caught:
         ledger_url(given)
     assert "pw" not in str(caught.value) and caught.value.__cause__ is None
 
@@ -186,7 +186,7 @@ def test_without_a_postgres_driver_the_error_says_what_to_install(monkeypatch: p
 
     for driver in ("psycopg2", "psycopg"):  # None in sys.modules: what `import` sees when it is absent
         monkeypatch.setitem(sys.modules, driver, None)
-    with pytest.raises(LedgerUrlError, match=r"pip install 'airflow-provider-sms\[postgres\]'"):
+    with raises(LedgerUrlError, match=r"pip install 'airflow-provider-sms\[postgres\]'"):
         ledger_url("postgresql://u@db/sms")
 
 

@@ -15,7 +15,7 @@ from airflow_provider_sms.notifications.sms import DEFAULT_PARAMS, SmsNotifier, 
 from airflow_provider_sms.sandbox.server import SandboxServer
 from airflow_provider_sms.sandbox.state import JUNCDT_TEMPLATES
 from tests.airflow32 import dag_test_gives_callbacks_the_exception
-from tests.conftest import control, deliveries, force, juncdt_conn, run_dag, set_conn
+from tests.helpers import control, deliveries, force, juncdt_conn, run_dag, set_conn
 
 ON_CALL = "13800138000"
 RECORD = Path(os.environ["AIRFLOW_HOME"]) / "sms_test_notifier_seen.json"

@@ -19,7 +19,7 @@ from airflow_provider_sms.hooks.ihuyi import IhuyiHook
 from airflow_provider_sms.hooks.juncdt import JuncdtHook
 from airflow_provider_sms.protocol.mms_package import MmsPackageError, build_package, validate_package
 from airflow_provider_sms.sandbox.server import SandboxServer
-from tests.conftest import control, ihuyi_conn, juncdt_conn, set_conn
+from tests.helpers import control, ihuyi_conn, juncdt_conn, raises, set_conn
 
 GIF = bytes.fromhex("47494638396101000100800000ffffff00000021f90401000000002c00000000010001000002024401003b")
 SMIL = '<smil><body><par dur="5s"><img src="1.gif"/></par></body></smil>'
@@ -170,7 +170,7 @@ CASES: list[tuple[str, Callable[[], Any], str]] = [
 def test_bad_input_is_refused_before_sending(
     connections: SandboxServer, case: str, action: Callable[[], Any], words: str
 ) -> None:
-    with pytest.raises((InvalidInputError, MmsPackageError, ValueError)) as info:
+    with raises((InvalidInputError, MmsPackageError, ValueError)) as info:
         action()
     assert words.lower() in str(info.value).lower(), str(info.value)
     assert "13812348000" not in str(info.value)  # numbers are masked in errors too
@@ -197,7 +197,7 @@ def test_bad_connection_is_refused(
 ) -> None:
     conn = ihuyi_conn(connections.url) | change
     set_conn(monkeypatch, "ihuyi_broken", conn)
-    with pytest.raises((InvalidInputError, ValueError)) as info:
+    with raises((InvalidInputError, ValueError)) as info:
         IhuyiHook("ihuyi_broken").send_mms("13812348000", "1001")
     assert words in str(info.value)
     assert control(connections, "GET", "/_sandbox/requests")["requests"] == []
@@ -209,25 +209,25 @@ def test_juncdt_missing_package_code_and_too_many_per_request(
     conn = juncdt_conn(connections.url)
     conn["extra"] = {k: v for k, v in conn["extra"].items() if k != "classification_secret"}
     set_conn(monkeypatch, "juncdt_nopkg", conn)
-    with pytest.raises(InvalidInputError, match="classification_secret"):
+    with raises(InvalidInputError, match="classification_secret"):
         JuncdtHook("juncdt_nopkg").send_sms("13812348000", "TPL_CODE", {"code": "1"})
     set_conn(monkeypatch, "juncdt_501", juncdt_conn(connections.url, numbers_per_request=501))
-    with pytest.raises(InvalidInputError, match="between 1 and 500"):
+    with raises(InvalidInputError, match="between 1 and 500"):
         JuncdtHook("juncdt_501").send_sms("13812348000", "TPL_CODE", {"code": "1"})
 
 
 def test_negative_min_balance_is_refused() -> None:
     from airflow_provider_sms.sensors.balance import parse_min_balance
 
-    with pytest.raises(ValueError, match="0 or more"):
+    with raises(ValueError, match="0 or more"):
         parse_min_balance(-5)
-    with pytest.raises(ValueError, match="whole number"):
+    with raises(ValueError, match="whole number"):
         parse_min_balance("lots")
 
 
 def test_csv_without_phone_column(connections: SandboxServer, tmp_path: Path) -> None:
     source = tmp_path / "audience.csv"
     source.write_text("name\nWang\n", encoding="utf-8")
-    with pytest.raises(InvalidInputError, match="column named"):
+    with raises(InvalidInputError, match="column named"):
         JuncdtHook().send_bulk(str(source), "TPL_PLAIN")
     assert control(connections, "GET", "/_sandbox/requests")["requests"] == []

@@ -19,7 +19,7 @@ from airflow_provider_sms.errors import InvalidInputError
 from airflow_provider_sms.hooks.ihuyi import IhuyiHook
 from airflow_provider_sms.hooks.juncdt import JuncdtHook
 from airflow_provider_sms.sandbox.server import SandboxServer
-from tests.conftest import control, deliveries
+from tests.helpers import control, deliveries, raises
 
 
 def numbers(n: int, start: int = 0) -> list[str]:
@@ -105,7 +105,7 @@ def test_a_gbk_export_is_read_with_encoding_gb18030(connections: SandboxServer, 
 def test_an_unknown_encoding_is_refused_before_sending(connections: SandboxServer, tmp_path: Path) -> None:
     source = tmp_path / "customers.csv"
     source.write_text("phone,name,order\n13900000001,a,1\n", encoding="utf-8")
-    with pytest.raises(InvalidInputError, match=r"encoding must be a text encoding Python knows.*'gbk2312'"):
+    with raises(InvalidInputError, match=r"encoding must be a text encoding Python knows.*'gbk2312'"):
         notice(str(source), encoding="gbk2312")
     assert control(connections, "GET", "/_sandbox/requests")["requests"] == []
 
@@ -158,7 +158,7 @@ def test_params_that_are_not_text_or_numbers_are_rejected_per_row(connections: S
 
 
 def test_a_shared_param_that_is_not_text_is_refused_before_sending(connections: SandboxServer) -> None:
-    with pytest.raises(InvalidInputError, match="param 'code' is empty"):
+    with raises(InvalidInputError, match="param 'code' is empty"):
         JuncdtHook().send_bulk(["13900000001"], "TPL_CODE", {"code": None})
     assert control(connections, "GET", "/_sandbox/requests")["requests"] == []
 
@@ -238,7 +238,7 @@ def test_a_json_file_that_is_neither_is_refused_before_sending(
 ) -> None:
     source = tmp_path / "audience.json"
     source.write_text(text, encoding="utf-8")
-    with pytest.raises(InvalidInputError, match=r"audience\.json.*JSON array"):
+    with raises(InvalidInputError, match=r"audience\.json.*JSON array"):
         JuncdtHook().send_bulk(str(source), "TPL_CODE", {"code": "1"})
     assert control(connections, "GET", "/_sandbox/requests")["requests"] == []
 

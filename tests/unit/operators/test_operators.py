@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_sms.sandbox.server import SandboxServer
-from tests.conftest import control, deliveries, force, run_dag
+from tests.helpers import control, deliveries, force, raises, run_dag
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
@@ -221,14 +221,14 @@ def test_a_ledger_connection_must_be_postgres_or_sqlite_with_a_hash_key(
         "extra": key,
     }
     monkeypatch.setenv("AIRFLOW_CONN_LEDGER_MYSQL", json.dumps(mysql))
-    with pytest.raises(InvalidInputError, match="use postgres or sqlite"):
+    with raises(InvalidInputError, match="use postgres or sqlite"):
         SmsLedgerHook("ledger_mysql").url_and_key()
     postgres = {**mysql, "conn_type": "postgres", "port": 5432}
     monkeypatch.setenv("AIRFLOW_CONN_LEDGER_PG", json.dumps(postgres))
     assert SmsLedgerHook("ledger_pg").url_and_key()[0] == "postgresql+psycopg2://u:pw@db:5432/sms"
     # A shared ledger needs the key every worker hashes numbers with; it is not in the database.
     monkeypatch.setenv("AIRFLOW_CONN_LEDGER_NOKEY", json.dumps({**postgres, "extra": {}}))
-    with pytest.raises(InvalidInputError, match="needs the extra 'hash_key'"):
+    with raises(InvalidInputError, match="needs the extra 'hash_key'"):
         SmsLedgerHook("ledger_nokey").url_and_key()
 
 

@@ -15,7 +15,7 @@ from airflow_provider_sms.errors import TransientGatewayError
 from airflow_provider_sms.hooks.ihuyi import IhuyiHook
 from airflow_provider_sms.operators.template import MmsTemplateUploadOperator
 from airflow_provider_sms.sandbox.server import SandboxServer
-from tests.conftest import control, deliveries, force, run_dag
+from tests.helpers import control, deliveries, force, raises, run_dag
 
 GIF = (
     b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00"
@@ -119,7 +119,7 @@ def test_upload_from_ready_zip(connections: SandboxServer, tmp_path: Path, form:
     ids=["not-a-zip", "dotdot-name", "no-frames", "bad-media", "wrong-type"],
 )
 def test_bad_sources_fail_before_any_request(connections: SandboxServer, source: Any, complaint: str) -> None:
-    with pytest.raises(AirflowFailException, match="refused") as err:
+    with raises(AirflowFailException, match="refused") as err:
         upload(source)
     assert complaint in str(err.value)
     assert requests_log(connections) == []
@@ -128,29 +128,29 @@ def test_bad_sources_fail_before_any_request(connections: SandboxServer, source:
 def test_missing_path_and_size_limit_fail_before_any_request(
     connections: SandboxServer, gif: Path, tmp_path: Path
 ) -> None:
-    with pytest.raises(AirflowFailException, match="refused"):
+    with raises(AirflowFailException, match="refused"):
         upload(str(tmp_path / "nowhere.zip"))
-    with pytest.raises(AirflowFailException, match="refused"):
+    with raises(AirflowFailException, match="refused"):
         upload([(str(gif), "x" * 5000, 5)], max_bytes=1024)
     assert requests_log(connections) == []
 
 
 def test_empty_title_fails_before_any_request(connections: SandboxServer, gif: Path) -> None:
     op = MmsTemplateUploadOperator(task_id="upload", title="  ", source=[(str(gif), "x", 5)])
-    with pytest.raises(AirflowFailException, match="title"):
+    with raises(AirflowFailException, match="title"):
         op.execute({})  # type: ignore[arg-type]
     assert requests_log(connections) == []
 
 
 def test_fatal_answer_fails_without_retry(connections: SandboxServer, gif: Path) -> None:
     force(connections, "ihuyi", "CreateMms", "4060")
-    with pytest.raises(AirflowFailException, match="4060"):
+    with raises(AirflowFailException, match="4060"):
         upload([(str(gif), "x", 5)])
 
 
 def test_transient_answer_is_a_plain_failure(connections: SandboxServer, gif: Path) -> None:
     force(connections, "ihuyi", "CreateMms", "0")
-    with pytest.raises(TransientGatewayError):
+    with raises(TransientGatewayError):
         upload([(str(gif), "x", 5)])
 
 

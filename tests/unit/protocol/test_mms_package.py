@@ -22,6 +22,7 @@ from airflow_provider_sms.protocol.mms_package import (
     build_package,
     validate_package,
 )
+from tests.helpers import raises
 
 GIF = (
     b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00"
@@ -68,7 +69,7 @@ def smil_refs(data: bytes) -> list[tuple[str, list[str]]]:
 
 
 def refused(kind: str, data: bytes, filename: str | None = None, **kwargs: int) -> MmsPackageError:
-    with pytest.raises(MmsPackageError) as info:
+    with raises(MmsPackageError) as info:
         validate_package(data, **kwargs)
     assert info.value.kind == kind, str(info.value)
     assert info.value.filename == filename
@@ -179,7 +180,7 @@ def test_namespaced_smil_and_error_base_class() -> None:
 
 def test_not_zip(tmp_path: Path) -> None:
     refused("not_zip", b"hello, not a zip")
-    with pytest.raises(MmsPackageError) as info:
+    with raises(MmsPackageError) as info:
         build_package(tmp_path / "nope.jpg")
     assert info.value.kind == "not_zip"
     assert "nope.jpg" in str(info.value)
@@ -187,13 +188,13 @@ def test_not_zip(tmp_path: Path) -> None:
 
 def test_empty() -> None:
     refused("empty", make_zip())
-    with pytest.raises(MmsPackageError) as info:
+    with raises(MmsPackageError) as info:
         build_package([])
     assert info.value.kind == "empty"
 
 
 def test_empty_folder(tmp_path: Path) -> None:
-    with pytest.raises(MmsPackageError) as info:
+    with raises(MmsPackageError) as info:
         build_package(tmp_path)
     assert (info.value.kind, info.value.filename) == ("empty", str(tmp_path))
 
@@ -222,17 +223,17 @@ def test_media_type(name: str) -> None:
 
 
 def test_media_type_in_frames_and_folder(tmp_path: Path) -> None:
-    with pytest.raises(MmsPackageError) as info:
+    with raises(MmsPackageError) as info:
         build_package([Frame(image=b"x", image_name="clip.mp4")])
     assert (info.value.kind, info.value.filename) == ("media_type", "clip.mp4")
     assert "frame 1" not in str(info.value)  # raised by Frame itself
-    with pytest.raises(MmsPackageError) as info:
+    with raises(MmsPackageError) as info:
         build_package([(b"x", None, 5)])  # bytes without a name
     assert info.value.kind == "bad_frame"
     assert "frame 1" in str(info.value)
     (tmp_path / "1.gif").write_bytes(GIF)
     (tmp_path / "notes.docx").write_bytes(b"x")
-    with pytest.raises(MmsPackageError) as info:
+    with raises(MmsPackageError) as info:
         build_package(tmp_path)
     assert (info.value.kind, info.value.filename) == ("media_type", "notes.docx")
 
@@ -297,10 +298,10 @@ def test_zip_over_max_bytes() -> None:
 
 def test_too_large_frame_file(tmp_path: Path) -> None:
     (tmp_path / "big.png").write_bytes(PNG + b"\0" * 2000)
-    with pytest.raises(MmsPackageError) as info:
+    with raises(MmsPackageError) as info:
         build_package([(tmp_path / "big.png", "x", 5)], max_bytes=1000)
     assert (info.value.kind, info.value.filename) == ("too_large", str(tmp_path / "big.png"))
-    with pytest.raises(MmsPackageError) as info:
+    with raises(MmsPackageError) as info:
         build_package([Frame(image=PNG + bytes(range(256)) * 20, image_name="x.png")], max_bytes=1000)
     assert info.value.kind == "too_large"
 
@@ -321,7 +322,7 @@ def test_bad_frame_content(name: str, content: bytes, words: str) -> None:
 
 
 def test_jpeg_named_gif_in_frames() -> None:
-    with pytest.raises(MmsPackageError) as info:
+    with raises(MmsPackageError) as info:
         build_package([Frame(image=JPEG, image_name="pic.gif")])
     assert info.value.kind == "bad_frame"
     assert info.value.filename == "1.gif"
@@ -338,19 +339,19 @@ def test_jpeg_named_gif_in_frames() -> None:
     ],
 )
 def test_frame_validation(kwargs: dict[str, object]) -> None:
-    with pytest.raises(MmsPackageError) as info:
+    with raises(MmsPackageError) as info:
         Frame(**kwargs)  # type: ignore[arg-type]
     assert info.value.kind == "bad_frame"
 
 
 def test_bad_frame_items(tmp_path: Path) -> None:
     for item in ["1.gif", (GIF,), {"image": GIF, "image_name": "a.gif", "colour": "red"}]:
-        with pytest.raises(MmsPackageError) as info:
+        with raises(MmsPackageError) as info:
             build_package([Frame(text="ok"), item])  # type: ignore[list-item]
         assert info.value.kind == "bad_frame"
         assert "frame 2" in str(info.value)
     missing = tmp_path / "gone.png"
-    with pytest.raises(MmsPackageError) as info:
+    with raises(MmsPackageError) as info:
         build_package([(missing, None, 5)])
     assert (info.value.kind, info.value.filename) == ("bad_frame", str(missing))
 
@@ -358,7 +359,7 @@ def test_bad_frame_items(tmp_path: Path) -> None:
 def test_two_images_for_one_frame_in_folder(tmp_path: Path) -> None:
     (tmp_path / "1.gif").write_bytes(GIF)
     (tmp_path / "1.png").write_bytes(PNG)
-    with pytest.raises(MmsPackageError) as info:
+    with raises(MmsPackageError) as info:
         build_package(tmp_path)
     assert (info.value.kind, info.value.filename) == ("bad_frame", "1.png")
     assert "1.gif" in str(info.value)
@@ -367,6 +368,6 @@ def test_two_images_for_one_frame_in_folder(tmp_path: Path) -> None:
 def test_subfolder_refused(tmp_path: Path) -> None:
     (tmp_path / "1.gif").write_bytes(GIF)
     (tmp_path / "more").mkdir()
-    with pytest.raises(MmsPackageError) as info:
+    with raises(MmsPackageError) as info:
         build_package(tmp_path)
     assert (info.value.kind, info.value.filename) == ("bad_name", "more")

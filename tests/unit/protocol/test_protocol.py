@@ -15,6 +15,7 @@ from airflow_provider_sms.protocol.codes import (
 )
 from airflow_provider_sms.protocol.replies import MalformedReply, parse_json_object, parse_xml_fields
 from airflow_provider_sms.protocol.sendtime import BEIJING, format_send_time
+from tests.helpers import raises
 
 
 @pytest.mark.parametrize(
@@ -67,7 +68,7 @@ def test_normalize_accepts_documented_forms(raw: object, expected: str) -> None:
     ],
 )
 def test_normalize_refuses_with_reason_and_never_shows_the_number(raw: object, reason: str) -> None:
-    with pytest.raises(phones.InvalidPhoneNumber) as info:
+    with raises(phones.InvalidPhoneNumber) as info:
         phones.normalize(raw)
     assert reason in str(info.value)
     if isinstance(raw, str) and len(raw) > 7:
@@ -101,9 +102,9 @@ def test_send_time_forms() -> None:
     assert format_send_time("2026-11-24 08:00:00", now=now) == "2026-11-24 08:00:00"
     utc_evening = datetime(2026, 11, 23, 16, 0, tzinfo=timezone.utc)
     assert format_send_time(utc_evening, now=now) == "2026-11-24 00:00:00"
-    with pytest.raises(ValueError, match="in the past"):
+    with raises(ValueError, match="in the past"):
         format_send_time("2026-11-22 08:00:00", now=now)
-    with pytest.raises(ValueError, match="YYYY-MM-DD HH:MM:SS"):
+    with raises(ValueError, match="YYYY-MM-DD HH:MM:SS"):
         format_send_time("24/11/2026 08:00", now=now)
 
 
@@ -133,14 +134,14 @@ def test_xml_any_root_any_namespace_and_gbk() -> None:
     ],
 )
 def test_xml_that_is_not_the_reply_is_malformed(body: bytes) -> None:
-    with pytest.raises(MalformedReply):
+    with raises(MalformedReply):
         parse_xml_fields(body)
 
 
 def test_json_reply_is_strict() -> None:
-    with pytest.raises(MalformedReply):
+    with raises(MalformedReply):
         parse_json_object(b'{"BusinessData": {"code": 10000,},}')
-    with pytest.raises(MalformedReply):
+    with raises(MalformedReply):
         parse_json_object(b"[1]")
 
 

@@ -31,6 +31,7 @@ from airflow_provider_sms.sandbox.state import (
     FaultSettings,
     SandboxState,
 )
+from tests.helpers import raises
 
 IHUYI = "/webservice/api"
 JUNCDT = "/smartmarket/msgService/sendMessage"
@@ -518,7 +519,7 @@ def test_latency_is_added_to_gateway_calls_only(http: httpx.Client) -> None:
 
 def test_reset_delivers_then_drops_the_connection(http: httpx.Client) -> None:
     ctl(http, "POST", "/faults", {"reset_rate": 1.0})
-    with pytest.raises(httpx.TransportError):
+    with raises(httpx.TransportError):
         http.post(
             JUNCDT,
             json={
@@ -538,7 +539,7 @@ def test_hang_delivers_and_never_answers(http: httpx.Client) -> None:
     ctl(http, "POST", "/faults", {"hang_rate": 1.0})
     started = time.monotonic()
     form = {"account": IHUYI_ACCOUNT, "password": IHUYI_PASSWORD, "mobile": A, "mmsid": "1001", "pid": "1"}
-    with pytest.raises(httpx.ReadTimeout):
+    with raises(httpx.ReadTimeout):
         http.post(IHUYI, params={"method": "SendMms"}, data=form, timeout=0.5)
     assert time.monotonic() - started < 2
     assert len(deliveries(http)) == 1 and requests_log(http)[0]["fault"] == "hang"

@@ -18,7 +18,7 @@ from airflow_provider_sms.sandbox.server import SandboxServer
 from airflow_provider_sms.sandbox.state import IHUYI_PASSWORD
 from airflow_provider_sms.sensors.balance import BalanceSensor, parse_min_balance
 from airflow_provider_sms.triggers.balance import BalanceTrigger
-from tests.conftest import control, force, run_dag
+from tests.helpers import control, force, raises, run_dag
 
 # dag.test() in Airflow 3.3 only runs DAGs it can serialise from the DAGs folder, so the DAGs of these
 # tests are written there (the test AIRFLOW_HOME, not the repository).
@@ -102,7 +102,7 @@ def test_min_balance_parsing(value: object, expected: int) -> None:
 
 @pytest.mark.parametrize("bad", [-1, "-5", "12.5", 2.5, "many", "", None, True, [3]])
 def test_bad_min_balance_fails_before_any_request(connections: SandboxServer, bad: object) -> None:
-    with pytest.raises(AirflowFailException, match="min_balance"):
+    with raises(AirflowFailException, match="min_balance"):
         sensor(min_balance=bad).poke({})  # type: ignore[arg-type]
     assert get_num_calls(connections) == []
 
@@ -113,7 +113,7 @@ def test_fatal_answer_fails_at_once(connections: SandboxServer, fatal: str) -> N
         set_balance(connections, 10_000, frozen=True)
     else:
         force(connections, "ihuyi", "GetNum", "405", times=5)
-    with pytest.raises(AirflowFailException, match="405" if fatal != "frozen" else "4050") as err:
+    with raises(AirflowFailException, match="405" if fatal != "frozen" else "4050") as err:
         sensor().poke({})  # type: ignore[arg-type]
     assert IHUYI_PASSWORD not in str(err.value)
     assert len(get_num_calls(connections)) == 1
@@ -229,11 +229,11 @@ def test_execute_complete_maps_events() -> None:
         "balance": 1600,
         "min_balance": 1500,
     }
-    with pytest.raises(AirflowSensorTimeout):
+    with raises(AirflowSensorTimeout):
         s.execute_complete(ctx, {"status": "timeout", "message": "late", "balance": 3})
-    with pytest.raises(AirflowFailException, match="4050"):
+    with raises(AirflowFailException, match="4050"):
         s.execute_complete(ctx, {"status": "error", "message": "ihuyi GetNum answered code 4050"})
-    with pytest.raises(AirflowFailException):
+    with raises(AirflowFailException):
         s.execute_complete(ctx, None)
 
 
