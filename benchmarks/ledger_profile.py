@@ -36,7 +36,7 @@ def main() -> None:
     count: collections.Counter[str] = collections.Counter()
     original = SqlLedger._transaction
 
-    def transaction(engine: Any, work: Any) -> Any:  # on the ledger's thread
+    def transaction(conn: Any, work: Any) -> Any:  # on the ledger's thread
         kind = getattr(getattr(work, "func", work), "__name__", "?")
         kind = {
             "_write": "write (marks + outcomes)",
@@ -46,7 +46,7 @@ def main() -> None:
         started = time.perf_counter()
         profile.enable()
         try:
-            return original(engine, work)
+            return original(conn, work)
         finally:
             profile.disable()
             spent[kind] += time.perf_counter() - started
