@@ -159,18 +159,18 @@ class TimedLedger(SqlLedger):
         self.opened = time.perf_counter()
 
     async def _run(self, work: Any) -> Any:
-        if self._pool is None or self._engine is None:
+        if self._pool is None or self._conn is None:
             raise RuntimeError(f"{self!r} is not open")
 
-        def timed(engine: Any) -> Any:  # on the ledger's thread
+        def timed(conn: Any) -> Any:  # on the ledger's thread
             self.transactions += 1
             started = time.perf_counter()
             try:
-                return SqlLedger._transaction(engine, work)
+                return SqlLedger._transaction(conn, work)
             finally:
                 self.busy += time.perf_counter() - started
 
-        return await asyncio.wrap_future(self._pool.submit(timed, self._engine))
+        return await asyncio.wrap_future(self._pool.submit(timed, self._conn))
 
 
 @dataclass
