@@ -287,6 +287,27 @@ async def test_concurrent_marks_share_transactions(db_url: str, campaign: str) -
         assert list(found.values()).count("sending") == 100
 
 
+async def test_a_dropped_database_connection_is_replaced(postgres_url: str, campaign: str) -> None:
+    """The ledger keeps one connection open for the whole campaign: when the server drops it (a
+    restart, a failover, an idle timeout), the next transaction runs on a new one and the campaign goes
+    on, instead of stopping with its marks refused."""
+    phones = people(4)
+    async with opened(postgres_url, campaign) as ledger:
+        assert await ledger.claim(phones) == {}
+        assert ledger._pool is not None and ledger._conn is not None
+        driver = ledger._conn.connection.dbapi_connection
+        assert driver is not None
+        pid = await asyncio.wrap_future(ledger._pool.submit(driver.get_backend_pid))
+        with engine_for(postgres_url) as engine, engine.connect() as other:
+            assert other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar()
+        await ledger.mark_sending(phones[:2])
+        ledger.record(phones[:2], ACCEPTED)
+    assert statuses(postgres_url, campaign, phones) == {
+        **dict.fromkeys(phones[:2], "accepted"),
+        **dict.fromkeys(phones[2:], "claimed"),
+    }
+
+
 async def test_database_work_never_blocks_the_event_loop(db_url: str, campaign: str) -> None:
     threads: set[str] = set()
     blocker: Any = None
