@@ -18,6 +18,7 @@ from airflow_provider_sms.gateways.errors import (
     raise_for_reply,
 )
 from airflow_provider_sms.hooks.bulk import campaign_options, resolve_rows, run_bulk
+from airflow_provider_sms.hooks.policy import check_send_time, contact_policy
 from airflow_provider_sms.hooks.settings import ConnectionFields, check_per_request, mask_secrets
 from airflow_provider_sms.protocol import phones
 from airflow_provider_sms.protocol.sendtime import format_send_time
@@ -183,8 +184,11 @@ class IhuyiHook(BaseHook):
                     f"ihuyi balance {balance} does not cover {needed} recipient(s); nothing was sent"
                 )
 
+        policy = contact_policy(settings, scheduled=check_send_time(settings, send_time))
         options = campaign_options(
-            settings, guard if (check_balance or settings.check_balance) and not settings.dry_run else None
+            settings,
+            guard if (check_balance or settings.check_balance) and not settings.dry_run else None,
+            policy,
         )
         self.client.max_connections = options.concurrency  # one per request in flight, not the extra's
         return run_bulk(

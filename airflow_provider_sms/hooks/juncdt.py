@@ -14,6 +14,7 @@ from airflow_provider_sms.gateways import juncdt
 from airflow_provider_sms.gateways.errors import GatewayError, InvalidInputError, raise_for_reply
 from airflow_provider_sms.hooks.bulk import campaign_options, resolve_rows, run_bulk
 from airflow_provider_sms.hooks.ihuyi import normalize_all
+from airflow_provider_sms.hooks.policy import contact_policy
 from airflow_provider_sms.hooks.settings import ConnectionFields, check_per_request, mask_secrets
 
 if TYPE_CHECKING:
@@ -144,7 +145,8 @@ class JuncdtHook(BaseHook):
 
         cleaner()  # refuses shared params that are not text or numbers, before anything is sent
 
-        options = campaign_options(settings)
+        policy = contact_policy(settings, template_text=template_text)
+        options = campaign_options(settings, policy=policy)
         self.client.max_connections = options.concurrency  # one per request in flight, not the extra's
         return run_bulk(
             sender,
