@@ -31,6 +31,7 @@ from airflow_provider_sms.dispatch.retry import RetryPolicy
 from airflow_provider_sms.dispatch.stop_signals import StopSignals
 from airflow_provider_sms.gateways.errors import InvalidInputError, TransportError
 from airflow_provider_sms.protocol.codes import CodeClass
+from airflow_provider_sms.protocol.phones import mask
 
 if TYPE_CHECKING:
     from airflow_provider_sms.dispatch.report import ReportWriter
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 
 CHUNK = 5000  # rows read (and claimed in the ledger) at a time: fewer, larger ledger transactions
 MAX_OPEN_GROUPS = 1024  # partial batches waiting for recipients with the same params
+SAMPLE = 3  # numbers (masked) a dry run shows of what it would send
 
 
 class ReportError(RuntimeError):
@@ -147,6 +149,7 @@ class Campaign:
             self.summary.policy = options.policy.details
         self.history: ContactHistory | None = None  # the ledger, when the policy needs its history
         self.paused = False  # quiet hours began: what is not sent now is deferred, not lost
+        self._sample: list[str] = []  # a dry run's first recipients to send, masked
         self.stopped: str | None = None
         self.report_error: ReportError | None = None
         self.read = 0
@@ -598,6 +601,8 @@ class Campaign:
                     fresh.append(item)
             for item in await self._screen(fresh):
                 unique += 1
+                if len(self._sample) < SAMPLE:
+                    self._sample.append(mask(item.phone))
                 key = self.sender.group_key(item)
                 groups[key] = groups.get(key, 0) + 1
                 if groups[key] >= size:
@@ -718,6 +723,7 @@ class Campaign:
             "requests_per_second": o.requests_per_second,
             "assumed_latency_s": o.assumed_latency,
             "estimated_seconds": round(seconds, 1),
+            "sample_masked": self._sample,  # the first recipients it would text, for a person to check
         }
         if o.price_per_message is not None:
             self.summary.estimate["price_per_message"] = o.price_per_message

@@ -234,3 +234,32 @@ class ContactPolicy:
     @property
     def needs_history(self) -> bool:
         return self.capped or self.suppression_table
+
+
+def approval_text(summary: dict[str, Any]) -> str:
+    """What a person approves a send on (Markdown), from a dry run's summary: the counts, the
+    policy's effect, the estimated cost, and the first numbers it would text, masked."""
+    estimate = summary.get("estimate") or {}
+    lines = [
+        f"**{estimate.get('recipients', 0)} recipient(s) to send** of {summary.get('total', 0)} input rows "
+        f"(purpose: {summary.get('purpose') or 'marketing'}).",
+        "",
+        "| effect | recipients |",
+        "|---|---:|",
+        *(
+            f"| {outcome} | {summary.get(outcome, 0)} |"
+            for outcome in ("suppressed", "capped", "duplicate", "rejected", "skipped")
+        ),
+    ]
+    policy = summary.get("policy") or {}
+    if policy.get("deferred_until"):
+        lines += ["", f"Quiet hours now: it would start at {policy['deferred_until']}."]
+    if "estimated_cost" in estimate:
+        lines += [
+            "",
+            f"Estimated cost: {estimate['estimated_cost']} ({estimate['price_per_message']} a message).",
+        ]
+    lines += ["", f"About {estimate.get('estimated_seconds', 0)} s, {estimate.get('requests', 0)} requests."]
+    if estimate.get("sample_masked"):
+        lines += ["", "First numbers: " + ", ".join(estimate["sample_masked"])]
+    return "\n".join(lines)
