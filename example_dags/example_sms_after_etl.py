@@ -41,6 +41,7 @@ def example_sms_after_etl() -> None:
         recipients=shipped_orders(),
         template_code="TPL_NOTICE",
         param_names=["name", "order"],
+        purpose="notification",  # a shipping notice: no quiet hours, cap or opt-out text (marketing's)
         # Every run has ``dag_run.run_after``; ``ds`` is undefined in a run without a logical date.
         report_uri="{{ var.value.get('sms_report_dir', '/tmp') }}"
         "/shipped-{{ dag_run.run_after | ds_nodash }}.csv",

@@ -57,7 +57,7 @@ def main() -> int:
                 "host": sandbox.url,
                 "login": IHUYI_ACCOUNT,
                 "password": IHUYI_PASSWORD,
-                "extra": {"pid": 1, "timeout": 10},
+                "extra": {"pid": 1, "timeout": 10, "quiet_hours": "off"},
             }
         )
         env["AIRFLOW_CONN_JUNCDT_DEFAULT"] = json.dumps(
@@ -66,8 +66,17 @@ def main() -> int:
                 "host": sandbox.url,
                 "login": JUNCDT_ACCESS_KEY,
                 "password": JUNCDT_ACCESS_SECRET,
-                "extra": {"classification_secret": JUNCDT_PACKAGE_CODE, "sign_code": "SIGN01"},
+                "extra": {
+                    "classification_secret": JUNCDT_PACKAGE_CODE,
+                    "sign_code": "SIGN01",
+                    "quiet_hours": "off",
+                },
             }
+        )
+        print(
+            "The sandbox connections set quiet_hours 'off', so the demo's marketing campaign sends at any "
+            "hour; on a connection without it, a campaign started outside 08:00-21:00 Asia/Shanghai "
+            "defers (no worker slot held) until the window opens."
         )
         control = httpx.Client(base_url=sandbox.url, timeout=10)
         control.post("/_sandbox/accounts", json={"ihuyi": {"balance": 500}}).raise_for_status()

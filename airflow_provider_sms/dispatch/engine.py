@@ -24,12 +24,14 @@ from typing import TYPE_CHECKING, Any, Protocol
 from airflow_provider_sms.dispatch.gc_threshold import young_gc_threshold
 from airflow_provider_sms.dispatch.ledger import Ledger, LedgerError, NullLedger
 from airflow_provider_sms.dispatch.outcomes import Outcome, Summary, Verdict
+from airflow_provider_sms.dispatch.policy import ContactHistory, ContactPolicy
 from airflow_provider_sms.dispatch.ratelimit import RateLimiter, Unlimited
 from airflow_provider_sms.dispatch.recipients import Cleaner, Recipient, Refused, Row
 from airflow_provider_sms.dispatch.retry import RetryPolicy
 from airflow_provider_sms.dispatch.stop_signals import StopSignals
 from airflow_provider_sms.errors import InvalidInputError, TransportError
 from airflow_provider_sms.protocol.codes import CodeClass
+from airflow_provider_sms.protocol.phones import mask
 
 if TYPE_CHECKING:
     from airflow_provider_sms.dispatch.report import ReportWriter
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
 
 CHUNK = 5000  # rows read (and claimed in the ledger) at a time: fewer, larger ledger transactions
 MAX_OPEN_GROUPS = 1024  # partial batches waiting for recipients with the same params
+SAMPLE = 3  # numbers (masked) a dry run shows of what it would send
 
 
 class ReportError(RuntimeError):
@@ -70,6 +73,8 @@ class CampaignOptions:
     preflight: Callable[[int], Awaitable[None]] | None = None
     stop_grace: float = 2.0  # seconds requests in flight get to answer after a stop from outside
     max_consecutive_ambiguous: int = 10  # requests in a row ending ambiguous before it stops; 0: never
+    policy: ContactPolicy | None = None  # suppression, frequency cap, audience guard, quiet hours' end
+    price_per_message: float | None = None  # a dry run's cost estimate
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:
@@ -139,6 +144,12 @@ class Campaign:
         self.report = report
         self.log: Log = log or logging.getLogger(__name__)
         self.summary = Summary(gateway=sender.gateway, campaign=campaign, dry_run=options.dry_run)
+        if options.policy is not None:
+            self.summary.purpose = options.policy.purpose
+            self.summary.policy = options.policy.details
+        self.history: ContactHistory | None = None  # the ledger, when the policy needs its history
+        self.paused = False  # quiet hours began: what is not sent now is deferred, not lost
+        self._sample: list[str] = []  # a dry run's first recipients to send, masked
         self.stopped: str | None = None
         self.report_error: ReportError | None = None
         self.read = 0
@@ -153,6 +164,7 @@ class Campaign:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = 0
         self._halt_timer: asyncio.TimerHandle | None = None
+        self._pause_timer: asyncio.TimerHandle | None = None
         self.signals = StopSignals(self.request_stop)
 
     # ----- outcomes -------------------------------------------------------------------------------
@@ -175,10 +187,12 @@ class Campaign:
                 self._report_failed(exc)
 
     def _finish(self, batch: list[Recipient], verdict: Verdict, *, record: bool = True) -> None:
+        if record:  # the ledger keeps not_sent for deferred numbers: the resumed task claims them again
+            self.ledger.record([r.phone for r in batch], verdict)
+        if self.paused and verdict.outcome is Outcome.NOT_SENT:
+            verdict = Verdict(Outcome.DEFERRED, "quiet_hours", "quiet hours began before it was sent")
         self.summary.add(verdict.outcome, len(batch), verdict.code, verdict.message)
         self.summary.add_id(verdict.gateway_id)
-        if record:
-            self.ledger.record([r.phone for r in batch], verdict)
         if self.report:
             try:
                 for r in batch:
@@ -223,6 +237,15 @@ class Campaign:
         self._stop(reason, retryable=True)
         if self._halt_timer is None:
             self._halt_timer = loop.call_later(self.options.stop_grace, self._halt)
+
+    def pause(self) -> None:
+        """Quiet hours begin: no new request starts, the requests in flight finish (no halt), and every
+        recipient not sent yet ends ``deferred`` (the ledger leaves them to the task's resumption)."""
+        if self.stopped is not None:
+            return
+        self.paused = True
+        self.summary.paused = True
+        self._stop("quiet hours began; the recipients not sent yet are deferred", retryable=True)
 
     def _halt(self) -> None:
         """The grace is over: interrupt the workers still inside a request or waiting to retry one."""
@@ -344,6 +367,7 @@ class Campaign:
         if self.stopped:
             self._finish(fresh, Verdict(Outcome.NOT_SENT, "stopped", self.stopped), record=False)
             return
+        fresh = await self._screen(fresh)
         try:
             prior = await self.ledger.claim([r.phone for r in fresh]) if fresh else {}
         except Exception as exc:
@@ -360,6 +384,33 @@ class Campaign:
             else:
                 self._finish([recipient], verdict, record=False)
         await self._queue_ours(ours, groups, queue)
+
+    async def _screen(self, fresh: list[Recipient]) -> list[Recipient]:
+        """Apply the contact policy to clean recipients before they are claimed: those on a suppression
+        list end ``suppressed``, those over the frequency cap ``capped`` (one query per chunk each)."""
+        policy = self.options.policy
+        if policy is None or not fresh:
+            return fresh
+        listed: set[str] = set()
+        if policy.suppression is not None:
+            listed = {r.phone for r in fresh if r.phone in policy.suppression}
+        if policy.suppression_table and self.history is not None:
+            listed |= await self.history.suppressed([r.phone for r in fresh if r.phone not in listed])
+        if listed:
+            out = [r for r in fresh if r.phone in listed]
+            fresh = [r for r in fresh if r.phone not in listed]
+            listed_verdict = Verdict(Outcome.SUPPRESSED, "suppressed", "on a suppression list")
+            self._finish(out, listed_verdict, record=False)
+        if policy.capped and self.history is not None and fresh:
+            limit = policy.max_per_number or 0
+            since = time.time() - policy.per_seconds
+            seen = await self.history.accepted_since([r.phone for r in fresh], since, other_campaigns=True)
+            over = [r for r in fresh if seen.get(r.phone, 0) >= limit]
+            if over:
+                fresh = [r for r in fresh if seen.get(r.phone, 0) < limit]
+                why = f"already {limit} message(s) accepted in the last {policy.per} (max_per_number)"
+                self._finish(over, Verdict(Outcome.CAPPED, "frequency_cap", why), record=False)
+        return fresh
 
     async def _queue_ours(
         self,
@@ -531,25 +582,38 @@ class Campaign:
 
     # ----- entry points ---------------------------------------------------------------------------
     async def _count(self) -> tuple[int, int]:
-        """Clean the whole input without sending: (unique recipients, requests it will take)."""
-
-        def count() -> tuple[int, int]:
-            size = self.sender.numbers_per_request
-            groups: dict[Hashable, int] = {}
-            unique = batches = 0
-            for item in self.cleaner().clean(self.rows()):
+        """Clean and screen the whole input without sending: (recipients to send, requests it takes)."""
+        size = self.sender.numbers_per_request
+        groups: dict[Hashable, int] = {}
+        unique = batches = 0
+        take = _chunks(self.cleaner().clean(self.rows()), CHUNK)
+        while True:
+            chunk, error = await asyncio.to_thread(take)
+            if error is not None:
+                raise error
+            if not chunk:
+                return unique, batches + len(groups)
+            fresh = []
+            for item in chunk:
                 if isinstance(item, Refused):
-                    if not self.options.dry_run:
-                        continue
                     self._refused(item)
-                    continue
+                else:
+                    fresh.append(item)
+            for item in await self._screen(fresh):
                 unique += 1
+                if len(self._sample) < SAMPLE:
+                    self._sample.append(mask(item.phone))
                 key = self.sender.group_key(item)
                 groups[key] = groups.get(key, 0) + 1
                 if groups[key] >= size:
                     del groups[key]
                     batches += 1
-            return unique, batches + len(groups)
+
+    async def _audience_size(self) -> int:
+        """Unique valid recipients of the input (read once more, before anything is sent)."""
+
+        def count() -> int:
+            return sum(1 for item in self.cleaner().clean(self.rows()) if isinstance(item, Recipient))
 
         return await asyncio.to_thread(count)
 
@@ -577,6 +641,7 @@ class Campaign:
             source = self._ledger_source
             self.ledger = (source() if callable(source) else source) or NullLedger()
             await self.ledger.open()
+            await self._check_policy()
             if self.options.dry_run:
                 return await self._dry_run()
             if self.options.preflight is not None:
@@ -594,12 +659,32 @@ class Campaign:
             _RUNNING.discard(self)
             if self._halt_timer is not None:
                 self._halt_timer.cancel()
+            if self._pause_timer is not None:
+                self._pause_timer.cancel()
             self.summary.elapsed = time.monotonic() - self.summary.started
             try:
                 await self.ledger.close()
                 await self.sender.aclose()
             finally:
                 self.signals.restore()
+
+    async def _check_policy(self) -> None:
+        """Before anything is sent: the audience guard, and the ledger the policy needs; then arm the
+        end of the quiet-hours window."""
+        policy = self.options.policy
+        if policy is None:
+            return
+        if policy.needs_history:
+            if not isinstance(self.ledger, ContactHistory):
+                if policy.capped:
+                    raise InvalidInputError("max_per_number needs the ledger's contact history (use_ledger)")
+            else:
+                self.history = self.ledger
+        if policy.guard.active:
+            policy.guard.check(await self._audience_size())
+        if policy.stop_at is not None and not self.options.dry_run:
+            loop = asyncio.get_running_loop()
+            self._pause_timer = loop.call_later(max(0.0, policy.stop_at - time.time()), self.pause)
 
     async def _dispatch(self) -> None:
         """The producer and the workers, until every row has its outcome (or an error stops them)."""
@@ -638,7 +723,11 @@ class Campaign:
             "requests_per_second": o.requests_per_second,
             "assumed_latency_s": o.assumed_latency,
             "estimated_seconds": round(seconds, 1),
+            "sample_masked": self._sample,  # the first recipients it would text, for a person to check
         }
+        if o.price_per_message is not None:
+            self.summary.estimate["price_per_message"] = o.price_per_message
+            self.summary.estimate["estimated_cost"] = round(unique * o.price_per_message, 2)
         self.log.info(
             "Dry run: %d recipients in %d requests, about %.0fs; nothing was sent", unique, requests, seconds
         )

@@ -20,6 +20,9 @@ class Outcome(str, Enum):
     HELD = "held"  # another task of this campaign, alive, is sending it
     NOT_SENT = "not_sent"  # never attempted: the campaign stopped on a fatal answer first
     DUPLICATE = "duplicate"  # the same number appeared earlier in the input: sent once, reported there
+    SUPPRESSED = "suppressed"  # on a suppression list (opt-out, complaint, staff): never sent
+    CAPPED = "capped"  # marketing: the number got its allowed messages in the period already
+    DEFERRED = "deferred"  # quiet hours began first: sent when the window opens again (same task)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +54,10 @@ class Summary:
     elapsed: float = 0.0
     report_uri: str | None = None
     estimate: dict[str, Any] | None = None
+    purpose: str = ""
+    policy: dict[str, Any] | None = None  # the contact policy applied (see dispatch.policy)
+    paused: bool = False  # quiet hours stopped it: the deferred recipients wait for the window
+    resume_at: str | None = None  # quiet hours: when the deferred recipients will be sent
 
     MAX_IDS = 20
     MAX_REASONS = 20
@@ -90,6 +97,7 @@ class Summary:
         return {
             "gateway": self.gateway,
             "campaign": self.campaign,
+            "purpose": self.purpose,
             "dry_run": self.dry_run,
             "total": self.total,
             "unique": done,
@@ -103,4 +111,6 @@ class Summary:
             "recipients_per_s": round(done / elapsed, 1) if elapsed > 0 else None,
             "report_uri": self.report_uri,
             **({"estimate": self.estimate} if self.estimate else {}),
+            **({"policy": self.policy} if self.policy is not None else {}),
+            **({"resume_at": self.resume_at} if self.resume_at else {}),
         }

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import codecs
 import math
+import re
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -24,6 +26,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
+from airflow_provider_sms.dispatch.policy import DEFAULT_OPT_OUT_PATTERN, QuietHours, duration_seconds
 from airflow_provider_sms.errors import InvalidInputError
 from airflow_provider_sms.gateways.limits import DEFAULT_TIMEOUT
 from airflow_provider_sms.protocol.phones import mask_in_text
@@ -153,6 +156,94 @@ class SendSettings(BaseModel):
         le=100_000,
         description="Stop the campaign after this many ambiguous requests in a row. 0: never.",
     )
+
+    # ----- the contact policy (dispatch.policy) -----
+    purpose: Literal["marketing", "notification", "verification"] = Field(
+        default="marketing",
+        description="Why the message is sent; marketing (the default) gets quiet hours, the frequency "
+        "cap and the opt-out check.",
+    )
+    quiet_hours: str = Field(
+        default="08:00-21:00",
+        description="Marketing is sent only in this daily window (HH:MM[:SS]-HH:MM[:SS]); 'off': any time.",
+    )
+    quiet_hours_timezone: str = Field(default="Asia/Shanghai", description="The window's time zone.")
+    max_per_number: Whole | None = Field(
+        default=None,
+        ge=1,
+        le=1000,
+        description="Marketing: at most this many accepted messages per number in `per`, across "
+        "campaigns (needs the ledger). None: no cap.",
+    )
+    per: str = Field(default="24h", description="The cap's rolling period: e.g. 30m, 24h, 7d.")
+    opt_out_pattern: str = Field(
+        default=DEFAULT_OPT_OUT_PATTERN,
+        description="Marketing: a regular expression template_text must match (an opt-out instruction).",
+    )
+    suppression_uri: str | None = Field(
+        default=None, description="A file of numbers never to text (one a line, or a CSV phone column)."
+    )
+    suppression_conn_id: str | None = Field(
+        default=None, description="An Airflow SQL connection suppression_sql runs on."
+    )
+    suppression_sql: str | None = Field(
+        default=None, description="A query whose first column is the numbers never to text."
+    )
+    max_recipients: Whole | None = Field(
+        default=None, ge=1, le=10**9, description="Fail before sending when the audience is larger."
+    )
+    expected_recipients: Whole | None = Field(
+        default=None, ge=1, le=10**9, description="Fail before sending unless the audience is this size..."
+    )
+    expected_tolerance: Real = Field(
+        default=0.1, ge=0, le=10, allow_inf_nan=False, description="...within this share of it."
+    )
+    price_per_message: Real | None = Field(
+        default=None, ge=0, le=10**6, allow_inf_nan=False, description="For a dry run's cost estimate."
+    )
+
+    @field_validator("quiet_hours_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value.strip())
+        except (ValueError, ZoneInfoNotFoundError):
+            raise PydanticCustomError("zone", "must be an IANA time zone, e.g. 'Asia/Shanghai'") from None
+        return value.strip()
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _window(cls, value: str) -> str:
+        try:
+            QuietHours.parse(value)
+        except ValueError as exc:
+            raise PydanticCustomError("window", str(exc).replace("{", "(").replace("}", ")")) from None
+        return value.strip()
+
+    @field_validator("per")
+    @classmethod
+    def _period(cls, value: str) -> str:
+        try:
+            duration_seconds(value)
+        except ValueError as exc:
+            raise PydanticCustomError("duration", str(exc).replace("{", "(").replace("}", ")")) from None
+        return value.strip()
+
+    @field_validator("opt_out_pattern")
+    @classmethod
+    def _pattern(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise PydanticCustomError("pattern", f"must be a regular expression ({exc})") from None
+        return value
+
+    @property
+    def window(self) -> QuietHours | None:
+        """The quiet hours that apply to this send (marketing only), or None."""
+        if self.purpose != "marketing":
+            return None
+        return QuietHours.parse(self.quiet_hours, self.quiet_hours_timezone)
 
     @field_validator("encoding")
     @classmethod

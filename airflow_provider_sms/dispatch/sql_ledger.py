@@ -181,6 +181,19 @@ def _tables(metadata: MetaData) -> tuple[Table, Table]:
     return entries, owners
 
 
+def _suppressions(metadata: MetaData) -> Table:
+    """Numbers never to text (opt-outs, complaints), by the same keyed hash: read by every send that
+    uses this ledger, added to by ``SmsLedgerHook.add_suppressions``."""
+    return Table(
+        "sms_suppressions",
+        metadata,
+        Column("phone", String(32), primary_key=True),  # the number's keyed hash
+        Column("reason", String(64), nullable=False, default=""),
+        Column("added_at", Float, nullable=False),  # seconds since the epoch
+        sqlite_with_rowid=False,
+    )
+
+
 class SqlLedger:
     """The ``Ledger`` on a SQLAlchemy URL (``sqlite:////abs/path.db`` or ``postgresql+psycopg2://...``).
 
@@ -216,6 +229,7 @@ class SqlLedger:
         self.key, self.resend_ambiguous, self.clock = key, resend_ambiguous, clock
         self._lease, self.heartbeat, self.retention_days = lease, heartbeat, retention_days
         self.entries, self.owners = _tables(MetaData())
+        self.suppressions = _suppressions(self.entries.metadata)
         self._postgres = backend == "postgresql"
         self._build_statements()
         self._pool: ThreadPoolExecutor | None = None
@@ -243,14 +257,15 @@ class SqlLedger:
 
             array = bindparam("hashes", type_=postgresql.ARRAY(String))
             given = func.unnest(array).column_valued("phone")
-            self._given = e.c.phone == any_(array)
+            self._given_in: Callable[[Any], Any] = lambda column: column == any_(array)
             insert: Any = postgresql.insert(e)
         else:
             from sqlalchemy.dialects import sqlite
 
             given = func.json_each(bindparam("hashes", type_=String)).table_valued("value").c.value
-            self._given = e.c.phone.in_(select(given).scalar_subquery())
+            self._given_in = lambda column: column.in_(select(given).scalar_subquery())
             insert = sqlite.insert(e)
+        self._given = self._given_in(e.c.phone)
         blank, now = literal("", String), bindparam("now", type_=Float)
         # WHERE true: without it SQLite would read ON CONFLICT as the ON of a join.
         source = select(
@@ -525,8 +540,11 @@ class SqlLedger:
         return int(await self._run(lambda conn: conn.execute(query, given).scalar_one()))
 
     # ----- history and retention -------------------------------------------------------------------
-    async def accepted_since(self, phones: Sequence[str], since: float) -> dict[str, int]:
-        """Messages accepted for each of ``phones`` since ``since`` (epoch seconds), across campaigns."""
+    async def accepted_since(
+        self, phones: Sequence[str], since: float, *, other_campaigns: bool = False
+    ) -> dict[str, int]:
+        """Messages accepted for each of ``phones`` since ``since`` (epoch seconds), across campaigns
+        (``other_campaigns``: but this one, whose own numbers its claim already tells apart)."""
         by_hash = {number_hash(self.key, p): p for p in phones}
         e = self.entries
         query = (
@@ -534,9 +552,43 @@ class SqlLedger:
             .where(self._given, e.c.status == Outcome.ACCEPTED.value, e.c.updated_at >= since)
             .group_by(e.c.phone)
         )
+        if other_campaigns:
+            query = query.where(e.c.campaign != self.campaign)
         given = {"hashes": self._pack(list(by_hash))}
         rows = await self._run(lambda conn: conn.execute(query, given).all())
         return {by_hash[h]: int(n) for h, n in rows}
+
+    async def suppressed(self, phones: Sequence[str]) -> set[str]:
+        """Those of ``phones`` in the suppression table."""
+        by_hash = {number_hash(self.key, p): p for p in phones}
+        if not by_hash:
+            return set()
+        s = self.suppressions
+        given = {"hashes": self._pack(list(by_hash))}
+        query = select(s.c.phone).where(self._given_in(s.c.phone))
+        rows = await self._run(lambda conn: conn.execute(query, given).scalars().all())
+        return {by_hash[h] for h in rows}
+
+    async def suppress(self, phones: Sequence[str], reason: str = "") -> int:
+        """Add ``phones`` (normalised) to the suppression table; returns how many were new."""
+        s, now = self.suppressions, self.clock()
+        rows = [{"phone": number_hash(self.key, p), "reason": reason[:64], "added_at": now} for p in phones]
+        if not rows:
+            return 0
+        insert: Any
+        if self._postgres:
+            from sqlalchemy.dialects import postgresql
+
+            insert = postgresql.insert(s)
+        else:
+            from sqlalchemy.dialects import sqlite
+
+            insert = sqlite.insert(s)
+        statement = insert.on_conflict_do_nothing(index_elements=["phone"])
+        before = await self._run(lambda conn: conn.execute(select(func.count()).select_from(s)).scalar_one())
+        await self._run(lambda conn: conn.execute(statement, rows))
+        after = await self._run(lambda conn: conn.execute(select(func.count()).select_from(s)).scalar_one())
+        return int(after) - int(before)
 
     async def prune(self, older_than_days: float, *, max_batches: int | None = None) -> int:
         """Delete finished rows (and ended owners) last changed more than ``older_than_days`` ago, in

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
     from airflow_provider_sms.dispatch.ledger import Ledger
     from airflow_provider_sms.dispatch.outcomes import Summary
+    from airflow_provider_sms.dispatch.policy import ContactPolicy
     from airflow_provider_sms.dispatch.senders import BatchSender
     from airflow_provider_sms.dispatch.settings import SendSettings
 
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 Recipients = Any  # a list of numbers or rows, one string of numbers, or a file path / URI
 
 
-def _open_path(uri: str) -> Any:
+def open_path(uri: str) -> Any:
     """A local path stays a ``Path``; a URI becomes Airflow's ``ObjectStoragePath`` (fsspec)."""
     if "://" in uri and not uri.startswith("file://"):
         from airflow.sdk import ObjectStoragePath
@@ -57,7 +58,7 @@ def resolve_rows(recipients: Recipients, encoding: str = "utf-8") -> Callable[[]
         name = str(recipients).strip()
         check_file_name(name)
         text_encoding(encoding)
-        path = _open_path(name)
+        path = open_path(name)
         return lambda: rows_from_file(path, name, encoding)
     if hasattr(recipients, "open") and hasattr(recipients, "name"):
         text_encoding(encoding)
@@ -79,7 +80,7 @@ def open_report(uri: str | None, fmt: str | None, unmasked: bool) -> ReportWrite
     if not uri:
         return None
     kind = fmt or ("jsonl" if uri.lower().endswith((".jsonl", ".ndjson", ".json")) else "csv")
-    path = _open_path(uri)
+    path = open_path(uri)
     if not isinstance(path, Path):  # object storage: its own access control applies
         return ReportWriter(path.open("w", encoding="utf-8", newline=""), kind, unmasked=unmasked)
     # Outcomes per number (in clear with report_unmasked): readable by its owner only, like the ledger.
@@ -89,7 +90,9 @@ def open_report(uri: str | None, fmt: str | None, unmasked: bool) -> ReportWrite
     return ReportWriter(os.fdopen(fd, "w", encoding="utf-8", newline=""), kind, unmasked=unmasked)
 
 
-def campaign_options(settings: SendSettings, preflight: Any = None) -> CampaignOptions:
+def campaign_options(
+    settings: SendSettings, preflight: Any = None, policy: ContactPolicy | None = None
+) -> CampaignOptions:
     """The engine's options from a send's settings (a task's over its connection's: ``over``)."""
     return CampaignOptions(
         concurrency=settings.concurrency,
@@ -100,6 +103,8 @@ def campaign_options(settings: SendSettings, preflight: Any = None) -> CampaignO
         progress_interval=settings.progress_interval,
         preflight=preflight,
         max_consecutive_ambiguous=settings.max_consecutive_ambiguous,
+        policy=policy,
+        price_per_message=settings.price_per_message,
     )
 
 
@@ -131,6 +136,11 @@ def run_bulk(
         if report is not None:
             report.close()
     summary.report_uri = bulk.report_uri
+    window = bulk.window
+    if summary.paused and window is not None:
+        from airflow_provider_sms.hooks.policy import utc_now
+
+        summary.resume_at = window.next_open(utc_now()).isoformat(timespec="seconds")
     if job.signals.received is not None:
         raise StoppedBySignal(summary, job.signals)
     return summary

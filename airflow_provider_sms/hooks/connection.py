@@ -18,7 +18,19 @@ if TYPE_CHECKING:
     from airflow_provider_sms.gateways.limits import PerRequest
 
 # The extras that set a send's tuning (a task's arguments override them).
-TUNING_EXTRAS = ("concurrency", "requests_per_second", "numbers_per_request", "max_attempts")
+TUNING_EXTRAS = (
+    "concurrency",
+    "requests_per_second",
+    "numbers_per_request",
+    "max_attempts",
+    # the contact policy's defaults for this account (dispatch.policy)
+    "quiet_hours",
+    "quiet_hours_timezone",
+    "max_per_number",
+    "per",
+    "opt_out_pattern",
+    "price_per_message",
+)
 Model = TypeVar("Model", bound=BaseModel)
 
 

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from airflow_provider_sms.dispatch.outcomes import Summary
+    from airflow_provider_sms.dispatch.policy import ContactPolicy
     from airflow_provider_sms.dispatch.recipients import Cleaner
     from airflow_provider_sms.dispatch.senders import BatchSender
     from airflow_provider_sms.dispatch.settings import SendSettings
@@ -112,6 +113,7 @@ class GatewayHook(BaseHook, Closeable, Generic[Client]):
         settings: SendSettings,
         *,
         preflight: Callable[[Client], Callable[[int], Awaitable[None]]] | None = None,
+        policy: ContactPolicy | None = None,
         ledger: LedgerSource = None,
         campaign: str = "",
     ) -> Summary:
@@ -121,7 +123,7 @@ class GatewayHook(BaseHook, Closeable, Generic[Client]):
         cleaner()  # refuses shared params that are not text or numbers, before anything is sent
         client = self.build_client(settings.concurrency)
         try:
-            options = campaign_options(settings, preflight(client) if preflight else None)
+            options = campaign_options(settings, preflight(client) if preflight else None, policy)
             return run_bulk(
                 make_sender(client),
                 rows,

@@ -12,6 +12,7 @@ from airflow_provider_sms.gateways import ihuyi
 from airflow_provider_sms.gateways.limits import IHUYI_NUMBERS_PER_REQUEST
 from airflow_provider_sms.gateways.models import raise_for_reply
 from airflow_provider_sms.hooks.gateway import GatewayHook
+from airflow_provider_sms.hooks.policy import check_send_time, contact_policy
 from airflow_provider_sms.protocol.sendtime import format_send_time
 
 if TYPE_CHECKING:
@@ -119,6 +120,7 @@ class IhuyiHook(GatewayHook[ihuyi.IhuyiClient]):
         settings = (bulk or SendSettings()).over(self.tuning)
         per_request = self.per_request(settings)
         when = _send_time(send_time)
+        policy = contact_policy(settings, scheduled=check_send_time(settings, send_time))
 
         def guard(client: ihuyi.IhuyiClient) -> Callable[[int], Awaitable[None]]:
             async def check(needed: int) -> None:
@@ -140,6 +142,7 @@ class IhuyiHook(GatewayHook[ihuyi.IhuyiClient]):
             lambda: Cleaner(use_params=False),
             settings,
             preflight=guard if guarded else None,
+            policy=policy,
             ledger=ledger,
             campaign=campaign,
         )

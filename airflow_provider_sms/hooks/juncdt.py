@@ -12,6 +12,7 @@ from airflow_provider_sms.gateways import juncdt
 from airflow_provider_sms.gateways.limits import JUNCDT_NUMBERS_PER_REQUEST
 from airflow_provider_sms.gateways.models import raise_for_reply
 from airflow_provider_sms.hooks.gateway import GatewayHook
+from airflow_provider_sms.hooks.policy import contact_policy
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -111,6 +112,7 @@ class JuncdtHook(GatewayHook[juncdt.JuncdtClient]):
                 max_chars=juncdt.MAX_CONTENT_CHARS,
             )
 
+        policy = contact_policy(settings, template_text=template_text)
         return self.run_campaign(
             lambda client: SmsSender(
                 client, template_code, sign_code=sign_code, numbers_per_request=per_request
@@ -118,6 +120,7 @@ class JuncdtHook(GatewayHook[juncdt.JuncdtClient]):
             recipients,
             cleaner,
             settings,
+            policy=policy,
             ledger=ledger,
             campaign=campaign,
         )

@@ -13,7 +13,7 @@ from airflow_provider_sms.dispatch.sql_ledger import SqlLedger, key_from_text, l
 from airflow_provider_sms.errors import InvalidInputError
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Sequence
+    from collections.abc import Awaitable, Callable, Iterable, Sequence
 
     from airflow.sdk import Connection
 
@@ -96,6 +96,18 @@ class SmsLedgerHook(BaseHook):
         """How many messages were accepted for each of ``phones`` since ``since`` (epoch seconds),
         across campaigns: the contact history, looked up by the numbers' hashes."""
         return dict(self._with_ledger(lambda ledger: ledger.accepted_since(phones, since)))
+
+    def add_suppressions(self, numbers: Iterable[object], reason: str = "opt-out") -> int:
+        """Add numbers to the ledger's suppression table (``sms_suppressions``, by keyed hash): every
+        later send using this ledger ends them ``suppressed``. Invalid numbers refuse the call before
+        anything is written. Returns how many were new. E.g. fed by a DAG reading the replies (R, T,
+        TD, 退订) collected elsewhere."""
+        from airflow_provider_sms.protocol.phones import normalize_all
+
+        normalised = normalize_all([str(n) for n in numbers])
+        added = int(self._with_ledger(lambda ledger: ledger.suppress(normalised, reason)))
+        self.log.info("Suppression table: %d number(s) given, %d new", len(normalised), added)
+        return added
 
 
 def ledger_url_from_connection(conn_id: str, conn: Connection) -> str:

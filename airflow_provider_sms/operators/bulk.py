@@ -6,7 +6,7 @@ Imports stay light at DAG-parse time: hooks, httpx and the engine load in ``exec
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
@@ -14,6 +14,8 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from airflow_provider_sms.templating import RendersQuietly
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     import jinja2
     from airflow.sdk import Context
 
@@ -22,6 +24,22 @@ if TYPE_CHECKING:
     from airflow_provider_sms.dispatch.settings import SendSettings
     from airflow_provider_sms.hooks.campaign import LedgerSource
 
+# The contact policy's settings (dispatch.policy), each a task argument and a template field.
+POLICY_FIELDS = (
+    "purpose",
+    "quiet_hours",
+    "quiet_hours_timezone",
+    "max_per_number",
+    "per",
+    "opt_out_pattern",
+    "suppression_uri",
+    "suppression_conn_id",
+    "suppression_sql",
+    "max_recipients",
+    "expected_recipients",
+    "expected_tolerance",
+    "price_per_message",
+)
 BULK_TEMPLATE_FIELDS = (
     "dedupe_key",
     "report_uri",
@@ -40,6 +58,7 @@ BULK_TEMPLATE_FIELDS = (
     "retention_days",
     "encoding",
     "max_consecutive_ambiguous",
+    *POLICY_FIELDS,
 )
 
 
@@ -112,6 +131,22 @@ class BulkSendOperator(RendersQuietly, BaseOperator):
         lease).
     :param retention_days: finished ledger rows older than this are pruned when a campaign ends
         (default 180; numbers pruned may be texted again by the same campaign key).
+    :param purpose: ``marketing`` (the default), ``notification`` or ``verification``. Marketing gets
+        quiet hours, the frequency cap and the opt-out check of ``template_text``.
+    :param quiet_hours: marketing's daily window (default ``08:00-21:00``; ``off``: any time) in
+        ``quiet_hours_timezone`` (default ``Asia/Shanghai``). Outside it the task defers (no worker
+        slot) until it opens; at its end the campaign stops, the rest ends ``deferred`` and the task
+        defers again, resuming through the ledger (nobody texted twice).
+    :param max_per_number: marketing: at most this many accepted messages per number in ``per``
+        (default ``24h``), across campaigns; numbers over it end ``capped``.
+    :param opt_out_pattern: a regular expression a marketing ``template_text`` must match.
+    :param suppression_uri: numbers never to text: a file (one a line, or a CSV ``phone`` column).
+    :param suppression_conn_id: an Airflow SQL connection to run ``suppression_sql`` on (its first
+        column: numbers never to text). The ledger's ``sms_suppressions`` table is read too.
+    :param max_recipients: fail before sending when the audience has more unique recipients.
+    :param expected_recipients: fail before sending unless the audience has this many, within
+        ``expected_tolerance`` (a share; default 0.1).
+    :param price_per_message: a dry run estimates the cost (recipients to send x this price).
     """
 
     template_fields: Sequence[str] = BULK_TEMPLATE_FIELDS
@@ -143,6 +178,19 @@ class BulkSendOperator(RendersQuietly, BaseOperator):
         retention_days: float | str | None = None,
         encoding: str | None = None,
         max_consecutive_ambiguous: int | str | None = None,
+        purpose: str | None = None,
+        quiet_hours: str | None = None,
+        quiet_hours_timezone: str | None = None,
+        max_per_number: int | str | None = None,
+        per: str | None = None,
+        opt_out_pattern: str | None = None,
+        suppression_uri: str | None = None,
+        suppression_conn_id: str | None = None,
+        suppression_sql: str | None = None,
+        max_recipients: int | str | None = None,
+        expected_recipients: int | str | None = None,
+        expected_tolerance: float | str | None = None,
+        price_per_message: float | str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -167,6 +215,19 @@ class BulkSendOperator(RendersQuietly, BaseOperator):
         self.retention_days = retention_days
         self.encoding = encoding
         self.max_consecutive_ambiguous = max_consecutive_ambiguous
+        self.purpose = purpose
+        self.quiet_hours = quiet_hours
+        self.quiet_hours_timezone = quiet_hours_timezone
+        self.max_per_number = max_per_number
+        self.per = per
+        self.opt_out_pattern = opt_out_pattern
+        self.suppression_uri = suppression_uri
+        self.suppression_conn_id = suppression_conn_id
+        self.suppression_sql = suppression_sql
+        self.max_recipients = max_recipients
+        self.expected_recipients = expected_recipients
+        self.expected_tolerance = expected_tolerance
+        self.price_per_message = price_per_message
 
     # -- rendering ------------------------------------------------------------------------------------
     def render_quiet(self, context: Context, jinja_env: jinja2.Environment, seen_oids: set[int]) -> None:
@@ -215,6 +276,7 @@ class BulkSendOperator(RendersQuietly, BaseOperator):
             "max_rejected_ratio": self.max_rejected_ratio,
             "encoding": self.encoding,
             "max_consecutive_ambiguous": self.max_consecutive_ambiguous,
+            **{name: getattr(self, name) for name in POLICY_FIELDS},
         }
 
     def bulk_settings(self) -> SendSettings:
@@ -234,8 +296,8 @@ class BulkSendOperator(RendersQuietly, BaseOperator):
 
     def open_ledger(self, context: Context, settings: SendSettings) -> Ledger | None:
         """The campaign's ledger (opened by the campaign once every argument was checked)."""
-        if not settings.use_ledger or settings.dry_run:
-            return None
+        if not settings.use_ledger:
+            return None  # a dry run opens it too: the policy's effect needs the contact history
         from airflow_provider_sms.hooks.ledger import SmsLedgerHook
 
         hook = SmsLedgerHook(self.ledger_conn_id)
@@ -250,12 +312,16 @@ class BulkSendOperator(RendersQuietly, BaseOperator):
 
         from airflow_provider_sms.dispatch.stop_signals import StoppedBySignal
         from airflow_provider_sms.errors import SmsProviderError
+        from airflow_provider_sms.hooks.policy import QuietHoursClosed
 
         try:
             # First: a bad argument fails the task before any connection, ledger or request is opened;
             # the hook checks the rest before the campaign opens the ledger (from this factory).
             bulk = self.bulk_settings()
             summary = self.send(context, bulk, partial(self.open_ledger, context, bulk))
+        except QuietHoursClosed as closed:  # nothing was sent: wait for the window, holding no slot
+            self.log.info("%s: deferring until then", closed)
+            self.defer_until(closed.opens_at)
         except StoppedBySignal as stop:
             self.publish(context, stop.summary)
             stop.pass_on()  # Airflow's own handler: AirflowTaskTimeout for execution_timeout
@@ -269,8 +335,28 @@ class BulkSendOperator(RendersQuietly, BaseOperator):
                 raise
             raise AirflowFailException(str(exc)) from exc
         result = self.publish(context, summary)
+        if summary.paused and summary.resume_at:
+            from datetime import datetime
+
+            self.log.info(
+                "Quiet hours began: %d recipient(s) deferred until %s (the ledger resumes the campaign)",
+                summary.counts["deferred"],
+                summary.resume_at,
+            )
+            self.defer_until(datetime.fromisoformat(summary.resume_at))
         self.apply_policy(summary, bulk)
         return result
+
+    def defer_until(self, moment: datetime) -> NoReturn:
+        """Free the worker until ``moment`` (the quiet hours' end), then run the send again: the
+        ledger gives what went out before ``accepted_earlier`` and sends the rest."""
+        from airflow.providers.standard.triggers.temporal import DateTimeTrigger
+
+        self.defer(trigger=DateTimeTrigger(moment), method_name="resume")
+
+    def resume(self, context: Context, event: Any = None) -> dict[str, Any]:
+        """The window opened: send (what is left of) the campaign."""
+        return self.execute(context)
 
     def publish(self, context: Context, summary: Summary) -> dict[str, Any]:
         """Push the campaign's summary (a small dict) as the ``summary`` XCom, whatever comes next."""

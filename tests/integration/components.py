@@ -240,14 +240,19 @@ class Stack:
             "host": self.sandbox_url,
             "login": IHUYI_ACCOUNT,
             "password": IHUYI_PASSWORD,
-            "extra": {"pid": 1, "timeout": 5},
+            "extra": {"pid": 1, "timeout": 5, "quiet_hours": "off"},  # any hour
         }
         juncdt = {
             "conn_type": "juncdt",
             "host": self.sandbox_url,
             "login": JUNCDT_ACCESS_KEY,
             "password": JUNCDT_ACCESS_SECRET,
-            "extra": {"classification_secret": JUNCDT_PACKAGE_CODE, "sign_code": "SIGN01", "timeout": 5},
+            "extra": {
+                "classification_secret": JUNCDT_PACKAGE_CODE,
+                "sign_code": "SIGN01",
+                "timeout": 5,
+                "quiet_hours": "off",
+            },
         }
         self.env["AIRFLOW_CONN_IHUYI_DEFAULT"] = json.dumps(ihuyi)
         self.env["AIRFLOW_CONN_JUNCDT_DEFAULT"] = json.dumps(juncdt)

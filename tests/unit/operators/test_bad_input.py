@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_sms.dispatch.settings import SendSettings
 from airflow_provider_sms.errors import InvalidInputError
 from airflow_provider_sms.hooks.ihuyi import IhuyiHook
 from airflow_provider_sms.hooks.juncdt import JuncdtHook
@@ -114,6 +115,7 @@ CASES: list[tuple[str, Callable[[], Any], str]] = [
         bulk_sms(
             [{"phone": "13812348000", "params": {"name": "长" * 400, "order": "1"}}],
             template_text="${name}您好，订单${order}已发货",
+            bulk=SendSettings(purpose="notification"),  # a shipping notice: no opt-out text needed
         ),
         "300",
     ),

@@ -97,7 +97,7 @@ def test_no_example_dag_sends_on_a_schedule() -> None:
         for value in vars(module).values():
             if hasattr(value, "dag_id") and hasattr(value, "timetable"):
                 schedules[value.dag_id] = value.schedule
-    assert "example_mms_campaign" in schedules and len(schedules) == 4
+    assert "example_mms_campaign" in schedules and len(schedules) == 5
     assert schedules == dict.fromkeys(schedules)
 
 
