@@ -131,7 +131,11 @@ async def serve(
     fail_5xx, after_draw = rng.random(), rng.random()
     delay = faults.latency_ms + (rng.uniform(0.0, faults.jitter_ms) if faults.jitter_ms else 0.0)
     if delay > 0:
+        resets = state.resets
         await asyncio.sleep(delay / 1000.0)
+        if state.resets != resets:  # it arrived before a reset: it must not land in the new state
+            await send_reply(send, 503, b"<html><body>the sandbox was reset</body></html>", _HTML)
+            return
     if faults.http_error_times or fail_5xx < faults.http_5xx_rate:
         faults.http_error_times = max(0, faults.http_error_times - 1)
         await _http_error(faults, record, send)

@@ -263,6 +263,7 @@ class SandboxState:
         self.forced: dict[tuple[str, str], deque[ForcedCode]] = {}
         self.delivery_counts: dict[str, int] = {"ihuyi": 0, "juncdt": 0}
         self.request_count = 0
+        self.resets = 0  # requests still waiting out their latency across a reset are not processed
         self.reset()
 
     @classmethod
@@ -277,6 +278,7 @@ class SandboxState:
 
     def reset(self) -> None:
         """Back to the defaults (and the config): accounts, templates, logs, faults, forced codes."""
+        self.resets += 1
         self.ihuyi = IhuyiAccount()
         self.juncdt = JuncdtAccount()
         self.faults = replace(self.base_faults)

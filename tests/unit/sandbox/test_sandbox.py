@@ -517,6 +517,19 @@ def test_latency_is_added_to_gateway_calls_only(http: httpx.Client) -> None:
     assert time.monotonic() - started < 0.3
 
 
+def test_a_request_waiting_out_its_latency_across_a_reset_is_not_processed(
+    http: httpx.Client, server: SandboxServer
+) -> None:
+    # A client that gave up on a slow request must not see it land after the next reset (one test's
+    # hung requests in the next test's deliveries).
+    ctl(http, "POST", "/faults", {"latency_ms": 600})
+    with httpx.Client(base_url=server.url, timeout=0.2) as impatient, raises(httpx.ReadTimeout):
+        ihuyi(impatient)
+    ctl(http, "POST", "/reset")
+    time.sleep(0.8)
+    assert deliveries(http) == [] and balance(http) == IHUYI_BALANCE
+
+
 def test_reset_delivers_then_drops_the_connection(http: httpx.Client) -> None:
     ctl(http, "POST", "/faults", {"reset_rate": 1.0})
     with raises(httpx.TransportError):
