@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_sms.sandbox.server import SandboxServer
-from tests.conftest import deliveries, run_dag
+from tests.helpers import deliveries, run_dag
 
 pytest.importorskip("airflow.providers.standard.operators.hitl", reason="no human-in-the-loop operators")
 pytestmark = pytest.mark.usefixtures("airflow_db")
