@@ -357,8 +357,10 @@ class BulkSendOperator(BaseOperator):
             if not exc.retryable:
                 raise AirflowFailException(str(exc)) from exc
             raise
+        if summary.paused and not summary.counts["deferred"]:
+            summary.stopped = None  # the window closed as the last requests answered: nothing waits
         result = self.publish(context, summary)
-        if summary.paused and summary.resume_at:
+        if summary.paused and summary.counts["deferred"] and summary.resume_at:
             from datetime import datetime
 
             self.log.info(
