@@ -334,8 +334,10 @@ class BulkSendOperator(RendersQuietly, BaseOperator):
             if isinstance(exc, SmsProviderError) and exc.retryable:
                 raise
             raise AirflowFailException(str(exc)) from exc
+        if summary.paused and not summary.counts["deferred"]:
+            summary.stopped = None  # the window closed as the last requests answered: nothing waits
         result = self.publish(context, summary)
-        if summary.paused and summary.resume_at:
+        if summary.paused and summary.counts["deferred"] and summary.resume_at:
             from datetime import datetime
 
             self.log.info(
