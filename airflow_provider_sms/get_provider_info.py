@@ -79,6 +79,28 @@ def _tuning() -> dict[str, dict[str, Any]]:
             "description": "PEM file of CA certificates to trust instead of the default ones (a private CA).",
             "schema": {"type": ["string", "null"]},
         },
+        **_policy(),
+    }
+
+
+def _policy() -> dict[str, dict[str, Any]]:
+    """The contact policy's defaults for this account (a task's arguments override them)."""
+    labels = {
+        "quiet_hours": "Marketing quiet hours: sending window",
+        "quiet_hours_timezone": "Sending window's time zone",
+        "max_per_number": "Marketing cap: messages per number",
+        "per": "Marketing cap: rolling period",
+        "opt_out_pattern": "Opt-out text pattern (regex)",
+        "price_per_message": "Price per message (dry-run cost)",
+    }
+    fields = SendSettings.model_fields
+    return {
+        name: {
+            "label": label,
+            "description": fields[name].description or "",
+            "schema": form_schema(SendSettings, name),
+        }
+        for name, label in labels.items()
     }
 
 

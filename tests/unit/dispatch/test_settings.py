@@ -251,7 +251,8 @@ def test_the_connection_form_shows_the_bounds_the_hooks_check() -> None:
             for name, field in fields.items()
             if field["schema"]["type"][0] in ("integer", "number")
         }
-        expected = {name: model_schema(SendSettings, name) for name in ("concurrency", "max_attempts")}
+        numeric = ("concurrency", "max_attempts", "max_per_number", "price_per_message")
+        expected = {name: model_schema(SendSettings, name) for name in numeric}
         expected["requests_per_second"] = model_schema(SendSettings, "requests_per_second")
         expected["timeout"] = model_schema(ConnectionExtras, "timeout")
         default, most = per_request[conn_type["connection-type"]]

@@ -180,6 +180,9 @@ def test_connection_form_metadata_is_declarative() -> None:
     secret = widgets["extra__juncdt__classification_secret"]
     assert secret.is_sensitive
     assert "extra__ihuyi__pid" in widgets and "extra__ihuyi__requests_per_second" in widgets
+    for gateway in ("ihuyi", "juncdt"):  # the contact policy's account defaults can be set in the form
+        policy = {f"extra__{gateway}__{name}" for name in ("quiet_hours", "max_per_number", "per")}
+        assert policy <= set(widgets)
     behaviour = manager.field_behaviours
     assert behaviour["ihuyi"]["relabeling"]["login"] == "Account (APIID)"
     from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
