@@ -52,8 +52,9 @@ CONCURRENCY = 8  # the example's requests in flight per task
 NUMBERS_PER_REQUEST = 1  # juncdt's default
 LATENCY_MS = 1500  # the sandbox's answer time while the chunks send: about 25 s per chunk
 WORKERS = ("worker-a", "worker-b")
-# Every row of a chunk ends in one of these (no failure, nothing held or left unsent).
-EXPECTED_OUTCOMES = ("accepted", "accepted_earlier", "ambiguous", "skipped", "duplicate")
+# Every row of a chunk ends in one of these (no failure, nothing left unsent). `held`: an overlapping
+# chunk, alive, was sending that number when this one ended; that chunk reports its outcome.
+EXPECTED_OUTCOMES = ("accepted", "accepted_earlier", "ambiguous", "skipped", "held", "duplicate")
 MOBILE = re.compile(rb"(?<!\d)1[3-9]\d{9}(?!\d)")  # a mainland mobile number in clear
 
 
