@@ -13,10 +13,17 @@ from typing import Any
 import pytest
 
 from airflow_provider_sms.sandbox.server import SandboxServer
+from tests.airflow32 import airflow_33
 from tests.helpers import deliveries, run_dag
 
 pytest.importorskip("airflow.providers.standard.operators.hitl", reason="no human-in-the-loop operators")
-pytestmark = pytest.mark.usefixtures("airflow_db")
+pytestmark = [
+    pytest.mark.usefixtures("airflow_db"),
+    # dag.test() runs the approval's trigger in process; on Airflow 3.2 that runner answers the
+    # trigger's request for the person's response with nothing (AttributeError in the standard
+    # provider's HITLTrigger), approved or not. 3.3 answers it.
+    pytest.mark.skipif(not airflow_33(), reason="Airflow 3.2's dag.test() cannot run the HITL trigger"),
+]
 
 DAG_ID = "example_sms_approved_campaign"
 
