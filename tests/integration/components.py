@@ -23,13 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
-from airflow_provider_sms.sandbox.accounts import (
-    IHUYI_ACCOUNT,
-    IHUYI_PASSWORD,
-    JUNCDT_ACCESS_KEY,
-    JUNCDT_ACCESS_SECRET,
-    JUNCDT_PACKAGE_CODE,
-)
+from tests.helpers import ihuyi_conn, juncdt_conn
 from tests.pgserver import free_port
 
 if TYPE_CHECKING:
@@ -235,27 +229,9 @@ class Stack:
             return found.group(1) if found else None
 
         self.sandbox_url = self.wait(url, 30, "the sandbox to print its URL")
-        ihuyi = {
-            "conn_type": "ihuyi",
-            "host": self.sandbox_url,
-            "login": IHUYI_ACCOUNT,
-            "password": IHUYI_PASSWORD,
-            "extra": {"pid": 1, "timeout": 5, "quiet_hours": "off"},  # any hour
-        }
-        juncdt = {
-            "conn_type": "juncdt",
-            "host": self.sandbox_url,
-            "login": JUNCDT_ACCESS_KEY,
-            "password": JUNCDT_ACCESS_SECRET,
-            "extra": {
-                "classification_secret": JUNCDT_PACKAGE_CODE,
-                "sign_code": "SIGN01",
-                "timeout": 5,
-                "quiet_hours": "off",
-            },
-        }
-        self.env["AIRFLOW_CONN_IHUYI_DEFAULT"] = json.dumps(ihuyi)
-        self.env["AIRFLOW_CONN_JUNCDT_DEFAULT"] = json.dumps(juncdt)
+        # The suite's sandbox connections (quiet hours off: the scenarios run at any hour).
+        self.env["AIRFLOW_CONN_IHUYI_DEFAULT"] = json.dumps(ihuyi_conn(self.sandbox_url))
+        self.env["AIRFLOW_CONN_JUNCDT_DEFAULT"] = json.dumps(juncdt_conn(self.sandbox_url))
 
     def spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Process:
         """Start a process of the stack (``env``: other settings than the stack's, e.g. a worker's)."""
