@@ -10,7 +10,10 @@ import importlib.util
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
+from airflow_provider_sms.errors import InvalidInputError
+
 if TYPE_CHECKING:
+    from airflow.sdk import Connection
     from sqlalchemy.engine import URL
 
 # A bare ``postgresql://`` (or ``postgres://``, the form of Heroku-style URLs and of Airflow's URI
@@ -100,4 +103,38 @@ def ledger_url(given: str) -> str:
         raise LedgerUrlError(f"the SMS ledger supports SQLite and PostgreSQL, not {dialect!r}")
     if dialect == "postgresql":
         url = url.set(drivername=f"{dialect}+{driver}" if driver else postgres_drivername())
+    return url.render_as_string(hide_password=False)
+
+
+def ledger_url_from_connection(conn_id: str, conn: Connection) -> str:
+    """SQLAlchemy URL of a ledger connection: postgres, sqlite, or a PostgreSQL/SQLite ``sqlalchemy_url``
+    extra (the ledger's claim relies on their ``INSERT ... ON CONFLICT``). A PostgreSQL URL without a
+    driver gets the installed one (above); the password is masked."""
+    from airflow.sdk.log import mask_secret
+    from sqlalchemy.engine import URL
+
+    if conn.password:
+        mask_secret(conn.password)
+    extra = conn.extra_dejson if conn.extra else {}
+    try:
+        if isinstance(extra, dict) and extra.get("sqlalchemy_url"):
+            return ledger_url(str(extra["sqlalchemy_url"]))
+        if conn.conn_type == "sqlite":
+            return ledger_url(f"sqlite:///{conn.host}")
+        if conn.conn_type not in ("postgres", "postgresql"):
+            raise InvalidInputError(
+                f"ledger connection {conn_id!r} of type {conn.conn_type!r} is not supported; "
+                "use postgres or sqlite, or set extra 'sqlalchemy_url' to a PostgreSQL or SQLite URL"
+            )
+        url = URL.create(
+            postgres_drivername(),
+            username=conn.login,
+            password=conn.password,
+            host=conn.host,
+            port=conn.port,
+            database=conn.schema,
+        )
+    except LedgerUrlError as exc:
+        raise InvalidInputError(f"ledger connection {conn_id!r}: {exc}") from None
+    mask(url)  # the password as the URL writes it (percent-encoded), not only as the connection holds it
     return url.render_as_string(hide_password=False)

@@ -158,7 +158,7 @@ class TimedLedger(SqlLedger):
         await super().open()
         self.opened = time.perf_counter()
 
-    async def _run(self, work: Any) -> Any:
+    async def run(self, work: Any) -> Any:
         if self._pool is None or self._conn is None:
             raise RuntimeError(f"{self!r} is not open")
 

@@ -395,7 +395,9 @@ class Campaign:
         if policy.suppression is not None:
             listed = {r.phone for r in fresh if r.phone in policy.suppression}
         if policy.suppression_table and self.history is not None:
-            listed |= await self.history.suppressed([r.phone for r in fresh if r.phone not in listed])
+            listed |= await self.history.suppressions.contains(
+                [r.phone for r in fresh if r.phone not in listed]
+            )
         if listed:
             out = [r for r in fresh if r.phone in listed]
             fresh = [r for r in fresh if r.phone not in listed]

@@ -82,15 +82,19 @@ class SuppressionList:
         return at < len(self._sorted) and self._sorted[at] == key
 
 
+class SuppressionLookup(Protocol):
+    async def contains(self, phones: Sequence[str]) -> set[str]: ...
+
+
 @runtime_checkable
 class ContactHistory(Protocol):
     """What the policy asks of the ledger: the contact history and the suppression table."""
 
+    suppressions: SuppressionLookup
+
     async def accepted_since(
         self, phones: Sequence[str], since: float, *, other_campaigns: bool = False
     ) -> dict[str, int]: ...
-
-    async def suppressed(self, phones: Sequence[str]) -> set[str]: ...
 
 
 # ----- the audience guard ---------------------------------------------------------------------------

@@ -60,6 +60,7 @@ from sqlalchemy.exc import DBAPIError
 
 from airflow_provider_sms.dispatch.ledger import LedgerError
 from airflow_provider_sms.dispatch.outcomes import Outcome, Verdict
+from airflow_provider_sms.dispatch.suppression_table import SuppressionTable
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -181,19 +182,6 @@ def _tables(metadata: MetaData) -> tuple[Table, Table]:
     return entries, owners
 
 
-def _suppressions(metadata: MetaData) -> Table:
-    """Numbers never to text (opt-outs, complaints), by the same keyed hash: read by every send that
-    uses this ledger, added to by ``SmsLedgerHook.add_suppressions``."""
-    return Table(
-        "sms_suppressions",
-        metadata,
-        Column("phone", String(32), primary_key=True),  # the number's keyed hash
-        Column("reason", String(64), nullable=False, default=""),
-        Column("added_at", Float, nullable=False),  # seconds since the epoch
-        sqlite_with_rowid=False,
-    )
-
-
 class SqlLedger:
     """The ``Ledger`` on a SQLAlchemy URL (``sqlite:////abs/path.db`` or ``postgresql+psycopg2://...``).
 
@@ -229,9 +217,9 @@ class SqlLedger:
         self.key, self.resend_ambiguous, self.clock = key, resend_ambiguous, clock
         self._lease, self.heartbeat, self.retention_days = lease, heartbeat, retention_days
         self.entries, self.owners = _tables(MetaData())
-        self.suppressions = _suppressions(self.entries.metadata)
-        self._postgres = backend == "postgresql"
+        self.postgres = backend == "postgresql"
         self._build_statements()
+        self.suppressions = SuppressionTable(self)  # in the same database, by the same hash
         self._pool: ThreadPoolExecutor | None = None
         self._engine: Engine | None = None
         self._conn: Connection | None = None  # the thread's one connection, kept open
@@ -252,27 +240,28 @@ class SqlLedger:
         binding was most of the ledger's time: a 5,000-number claim, an outcome per request)."""
         e = self.entries
         given: Any
-        if self._postgres:
+        if self.postgres:
             from sqlalchemy.dialects import postgresql
 
             array = bindparam("hashes", type_=postgresql.ARRAY(String))
             given = func.unnest(array).column_valued("phone")
-            self._given_in: Callable[[Any], Any] = lambda column: column == any_(array)
+            # among(column): the column is one of the hashes given (the one parameter 'hashes')
+            self.among: Callable[[Any], Any] = lambda column: column == any_(array)
             insert: Any = postgresql.insert(e)
         else:
             from sqlalchemy.dialects import sqlite
 
             given = func.json_each(bindparam("hashes", type_=String)).table_valued("value").c.value
-            self._given_in = lambda column: column.in_(select(given).scalar_subquery())
+            self.among = lambda column: column.in_(select(given).scalar_subquery())
             insert = sqlite.insert(e)
-        self._given = self._given_in(e.c.phone)
+        self._given = self.among(e.c.phone)
         blank, now = literal("", String), bindparam("now", type_=Float)
         # WHERE true: without it SQLite would read ON CONFLICT as the ON of a join.
         source = select(
             given, literal(self.campaign, String), literal(CLAIMED, String), literal(self.owner, String),
             blank, blank, blank, now,
         ).where(true())  # fmt: skip
-        if self._postgres:  # concurrent claimers lock rows in one order: no deadlock
+        if self.postgres:  # concurrent claimers lock rows in one order: no deadlock
             source = source.order_by(given)
         names = ["phone", "campaign", "status", "owner", "code", "message", "gateway_id", "updated_at"]
         self._insert = insert.from_select(names, source).on_conflict_do_nothing(
@@ -293,15 +282,19 @@ class SqlLedger:
         mine = or_(e.c.status == CLAIMED, e.c.status == SENDING)  # updated_at stays the claim's
         self._mark = update(e).where(self._ours, self._given, mine).values(status=SENDING)
 
-    def _pack(self, hashes: list[str]) -> Any:
-        return hashes if self._postgres else json.dumps(hashes)
+    def pack(self, hashes: list[str]) -> Any:
+        return hashes if self.postgres else json.dumps(hashes)
+
+    def by_hash(self, phones: Sequence[str]) -> dict[str, str]:
+        """``phones`` by their keyed hash, as stored."""
+        return {number_hash(self.key, p): p for p in phones}
 
     @property
     def lease(self) -> float:
         return self._lease
 
     # ----- the database thread ---------------------------------------------------------------------
-    async def _run(self, work: Callable[[Connection], T]) -> T:
+    async def run(self, work: Callable[[Connection], T]) -> T:
         """Run ``work`` in one transaction on the ledger's thread (rerun on a transient failure)."""
         if self._pool is None or self._conn is None:
             raise LedgerError(f"{self!r} is not open")
@@ -323,7 +316,7 @@ class SqlLedger:
     def _create_engine(self) -> Engine:
         # hide_parameters: an error message would otherwise carry the numbers' hashes into the log.
         options: dict[str, Any] = {"hide_parameters": True}
-        if self._postgres:
+        if self.postgres:
             # One thread, one connection; READ COMMITTED whatever the server's default: each claim
             # statement sees what was committed before it started.
             options.update(pool_size=1, max_overflow=0, isolation_level="READ COMMITTED")
@@ -331,7 +324,7 @@ class SqlLedger:
             private_sqlite_file(self.url)
             options.update(connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S}, paramstyle="named")
         engine = create_engine(self.url, **options)
-        if not self._postgres:
+        if not self.postgres:
             event.listen(engine, "connect", _sqlite_connect)
             event.listen(engine, "begin", _sqlite_begin)
         return engine
@@ -350,7 +343,7 @@ class SqlLedger:
             insert = self.owners.insert().values(
                 owner=self.owner, lease_until=now + self._lease, renewed_at=now
             )
-            await self._run(lambda conn: conn.execute(insert))
+            await self.run(lambda conn: conn.execute(insert))
         except BaseException:
             await self._shutdown()
             raise
@@ -371,7 +364,7 @@ class SqlLedger:
         while True:
             await asyncio.sleep(self.heartbeat)
             try:
-                await self._run(self._renew)
+                await self.run(self._renew)
             except Exception as exc:  # the marks' check still keeps a lost claim from being sent
                 log.warning("The ledger could not renew this task's lease: %s", type(exc).__name__)
 
@@ -383,17 +376,17 @@ class SqlLedger:
     # ----- claims ----------------------------------------------------------------------------------
     async def claim(self, phones: Sequence[str], *, alive_since: float | None = None) -> dict[str, Verdict]:
         """Claim ``phones`` in one transaction; verdicts for the numbers that are not ours to send."""
-        by_hash = {number_hash(self.key, p): p for p in phones}
+        by_hash = self.by_hash(phones)
         if not by_hash:
             return {}
         hashes = list(by_hash)  # in the audience's order: requests' numbers are rows stored together
-        verdicts = await self._run(lambda conn: self._claim(conn, hashes, alive_since))
+        verdicts = await self.run(lambda conn: self._claim(conn, hashes, alive_since))
         self._hashes.update((p, h) for h, p in by_hash.items() if h not in verdicts)
         return {by_hash[h]: v for h, v in verdicts.items()}
 
     def _claim(self, conn: Connection, hashes: list[str], alive_since: float | None) -> dict[str, Verdict]:
         e, o, now = self.entries, self.owners, self.clock()
-        given = {"hashes": self._pack(hashes), "now": now}
+        given = {"hashes": self.pack(hashes), "now": now}
         if conn.execute(self._insert, given).rowcount == len(hashes):
             return {}  # every row is new: all ours
         others = conn.execute(
@@ -420,7 +413,7 @@ class SqlLedger:
             # Another task took some over a moment before us: those are its now.
             e = self.entries
             ours = select(e.c.phone).where(self._ours, self._given)
-            taken = set(phones) - set(conn.execute(ours, {"hashes": self._pack(phones)}).scalars())
+            taken = set(phones) - set(conn.execute(ours, {"hashes": self.pack(phones)}).scalars())
             for phone in taken:
                 verdicts[phone] = Verdict(Outcome.HELD, "held", "being sent by another task of this campaign")
         return verdicts
@@ -458,7 +451,7 @@ class SqlLedger:
             values.update(code="ledger", message=AMBIGUOUS_MESSAGE)
         where = and_(e.c.campaign == self.campaign, self._given, e.c.owner == owner, e.c.status == status)
         return int(
-            conn.execute(update(e).where(where).values(values), {"hashes": self._pack(phones)}).rowcount
+            conn.execute(update(e).where(where).values(values), {"hashes": self.pack(phones)}).rowcount
         )
 
     # ----- marks and outcomes (group commit) -------------------------------------------------------
@@ -493,7 +486,7 @@ class SqlLedger:
             marks, self._marks = self._marks, []
             outcomes, self._outcomes = self._outcomes, {}
             try:
-                await self._run(partial(self._write, marks=marks, outcomes=outcomes))
+                await self.run(partial(self._write, marks=marks, outcomes=outcomes))
             except Exception as exc:
                 self.error = self.error or exc
                 self.lost += sum(len(hashes) for hashes in outcomes.values())
@@ -517,7 +510,7 @@ class SqlLedger:
     ) -> None:
         now, names = self.clock(), ("r_status", "r_code", "r_message", "r_gateway_id")
         rows = [
-            dict(zip(names, values, strict=True), hashes=self._pack(hashes), now=now)
+            dict(zip(names, values, strict=True), hashes=self.pack(hashes), now=now)
             for values, hashes in outcomes.items()
         ]
         record, mark = self._record_sql, self._mark_sql
@@ -525,7 +518,7 @@ class SqlLedger:
             conn.exec_driver_sql(record.string, [{**record.params, **row} for row in rows])
         marked = [h for hashes, _ in marks for h in hashes]
         if marked:
-            count = conn.exec_driver_sql(mark.string, {**mark.params, "hashes": self._pack(marked)}).rowcount
+            count = conn.exec_driver_sql(mark.string, {**mark.params, "hashes": self.pack(marked)}).rowcount
             if count != len(marked):  # our lease ran out and another task took numbers over
                 raise LedgerError(
                     f"{len(marked) - count} of {len(marked)} numbers to send are no longer this task's"
@@ -536,8 +529,8 @@ class SqlLedger:
         hashes = [number_hash(self.key, p) for p in phones]
         e = self.entries
         query = select(func.count()).where(e.c.campaign == self.campaign, self._given, e.c.status.in_(DONE))
-        given = {"hashes": self._pack(hashes)}
-        return int(await self._run(lambda conn: conn.execute(query, given).scalar_one()))
+        given = {"hashes": self.pack(hashes)}
+        return int(await self.run(lambda conn: conn.execute(query, given).scalar_one()))
 
     # ----- history and retention -------------------------------------------------------------------
     async def accepted_since(
@@ -545,7 +538,7 @@ class SqlLedger:
     ) -> dict[str, int]:
         """Messages accepted for each of ``phones`` since ``since`` (epoch seconds), across campaigns
         (``other_campaigns``: but this one, whose own numbers its claim already tells apart)."""
-        by_hash = {number_hash(self.key, p): p for p in phones}
+        by_hash = self.by_hash(phones)
         e = self.entries
         query = (
             select(e.c.phone, func.count())
@@ -554,41 +547,9 @@ class SqlLedger:
         )
         if other_campaigns:
             query = query.where(e.c.campaign != self.campaign)
-        given = {"hashes": self._pack(list(by_hash))}
-        rows = await self._run(lambda conn: conn.execute(query, given).all())
+        given = {"hashes": self.pack(list(by_hash))}
+        rows = await self.run(lambda conn: conn.execute(query, given).all())
         return {by_hash[h]: int(n) for h, n in rows}
-
-    async def suppressed(self, phones: Sequence[str]) -> set[str]:
-        """Those of ``phones`` in the suppression table."""
-        by_hash = {number_hash(self.key, p): p for p in phones}
-        if not by_hash:
-            return set()
-        s = self.suppressions
-        given = {"hashes": self._pack(list(by_hash))}
-        query = select(s.c.phone).where(self._given_in(s.c.phone))
-        rows = await self._run(lambda conn: conn.execute(query, given).scalars().all())
-        return {by_hash[h] for h in rows}
-
-    async def suppress(self, phones: Sequence[str], reason: str = "") -> int:
-        """Add ``phones`` (normalised) to the suppression table; returns how many were new."""
-        s, now = self.suppressions, self.clock()
-        rows = [{"phone": number_hash(self.key, p), "reason": reason[:64], "added_at": now} for p in phones]
-        if not rows:
-            return 0
-        insert: Any
-        if self._postgres:
-            from sqlalchemy.dialects import postgresql
-
-            insert = postgresql.insert(s)
-        else:
-            from sqlalchemy.dialects import sqlite
-
-            insert = sqlite.insert(s)
-        statement = insert.on_conflict_do_nothing(index_elements=["phone"])
-        before = await self._run(lambda conn: conn.execute(select(func.count()).select_from(s)).scalar_one())
-        await self._run(lambda conn: conn.execute(statement, rows))
-        after = await self._run(lambda conn: conn.execute(select(func.count()).select_from(s)).scalar_one())
-        return int(after) - int(before)
 
     async def prune(self, older_than_days: float, *, max_batches: int | None = None) -> int:
         """Delete finished rows (and ended owners) last changed more than ``older_than_days`` ago, in
@@ -599,11 +560,11 @@ class SqlLedger:
         batch = delete(e).where(tuple_(e.c.phone, e.c.campaign).in_(old.limit(PRUNE_BATCH).scalar_subquery()))
         deleted, batches = 0, 0
         while max_batches is None or batches < max_batches:
-            count = int(await self._run(lambda conn: conn.execute(batch).rowcount))
+            count = int(await self.run(lambda conn: conn.execute(batch).rowcount))
             deleted, batches = deleted + count, batches + 1
             if count < PRUNE_BATCH:
                 break
-        await self._run(lambda conn: conn.execute(delete(o).where(o.c.lease_until < cutoff)))
+        await self.run(lambda conn: conn.execute(delete(o).where(o.c.lease_until < cutoff)))
         return deleted
 
     # ----- the end ---------------------------------------------------------------------------------
@@ -618,7 +579,7 @@ class SqlLedger:
                 await self._writer
             if self.error is None:
                 # Claims left unfinished (none, when every number got its outcome) are free at once.
-                await self._run(
+                await self.run(
                     lambda conn: conn.execute(delete(self.owners).where(self.owners.c.owner == self.owner))
                 )
                 if self.retention_days:
@@ -637,10 +598,3 @@ class SqlLedger:
             if engine is not None:
                 await asyncio.wrap_future(pool.submit(engine.dispose))
             pool.shutdown(wait=False)
-
-
-if TYPE_CHECKING:
-    from airflow_provider_sms.dispatch.ledger import Ledger
-
-    def _is_a_ledger(ledger: SqlLedger) -> Ledger:  # mypy checks SqlLedger against the protocol
-        return ledger

@@ -11,11 +11,10 @@ from airflow.sdk import BaseHook
 from airflow_provider_sms.dispatch import event_loop
 from airflow_provider_sms.dispatch.sql_ledger import SqlLedger, key_from_text, load_key
 from airflow_provider_sms.errors import InvalidInputError
+from airflow_provider_sms.ledger_url import ledger_url_from_connection
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable, Sequence
-
-    from airflow.sdk import Connection
 
     from airflow_provider_sms.dispatch.settings import SendSettings
 
@@ -105,42 +104,6 @@ class SmsLedgerHook(BaseHook):
         from airflow_provider_sms.protocol.phones import normalize_all
 
         normalised = normalize_all([str(n) for n in numbers])
-        added = int(self._with_ledger(lambda ledger: ledger.suppress(normalised, reason)))
+        added = int(self._with_ledger(lambda ledger: ledger.suppressions.add(normalised, reason)))
         self.log.info("Suppression table: %d number(s) given, %d new", len(normalised), added)
         return added
-
-
-def ledger_url_from_connection(conn_id: str, conn: Connection) -> str:
-    """SQLAlchemy URL of a ledger connection: postgres, sqlite, or a PostgreSQL/SQLite ``sqlalchemy_url``
-    extra (the ledger's claim relies on their ``INSERT ... ON CONFLICT``). A PostgreSQL URL without a
-    driver gets the installed one (:mod:`airflow_provider_sms.ledger_url`); the password is masked."""
-    from airflow.sdk.log import mask_secret
-    from sqlalchemy.engine import URL
-
-    from airflow_provider_sms.ledger_url import LedgerUrlError, ledger_url, mask, postgres_drivername
-
-    if conn.password:
-        mask_secret(conn.password)
-    extra = conn.extra_dejson if conn.extra else {}
-    try:
-        if isinstance(extra, dict) and extra.get("sqlalchemy_url"):
-            return ledger_url(str(extra["sqlalchemy_url"]))
-        if conn.conn_type == "sqlite":
-            return ledger_url(f"sqlite:///{conn.host}")
-        if conn.conn_type not in ("postgres", "postgresql"):
-            raise InvalidInputError(
-                f"ledger connection {conn_id!r} of type {conn.conn_type!r} is not supported; "
-                "use postgres or sqlite, or set extra 'sqlalchemy_url' to a PostgreSQL or SQLite URL"
-            )
-        url = URL.create(
-            postgres_drivername(),
-            username=conn.login,
-            password=conn.password,
-            host=conn.host,
-            port=conn.port,
-            database=conn.schema,
-        )
-    except LedgerUrlError as exc:
-        raise InvalidInputError(f"ledger connection {conn_id!r}: {exc}") from None
-    mask(url)  # the password as the URL writes it (percent-encoded), not only as the connection holds it
-    return url.render_as_string(hide_password=False)

@@ -198,7 +198,7 @@ def numbers_from_sql(conn_id: str, sql: str) -> Iterator[object]:
         return
     from sqlalchemy import create_engine, text
 
-    from airflow_provider_sms.hooks.ledger import ledger_url_from_connection
+    from airflow_provider_sms.ledger_url import ledger_url_from_connection
 
     engine = create_engine(ledger_url_from_connection(conn_id, conn), hide_parameters=True)
     try:
