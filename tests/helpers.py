@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,6 +163,53 @@ def deliveries(server: SandboxServer, gateway: str | None = None) -> list[dict[s
     path = "/_sandbox/deliveries" + (f"?gateway={gateway}" if gateway else "")
     result = control(server, "GET", path)
     return list(result["deliveries"] if isinstance(result, dict) else result)
+
+
+def delivered(server: SandboxServer) -> int:
+    """How many numbers the sandbox has delivered, all gateways."""
+    return int(control(server, "GET", "/_sandbox/deliveries/count")["total"])
+
+
+# ``sms_test_kill`` (tests/dags) under ``dag.test()``, in a process of its own that a test kills.
+KILL_DAG_RUNNER = """
+import json, sys
+from datetime import datetime, timezone
+sys.path.insert(0, {dags!r})
+sys.path.insert(0, {root!r})
+from tests.airflow32 import keep_in_process_api_alive
+keep_in_process_api_alive()
+import importlib
+module = importlib.import_module("sms_test_dags")
+when = datetime.fromisoformat({when!r})
+run = module.kill_dag.test(logical_date=when, run_after=when)
+print("RUN-STATE", run.state)
+from airflow.models.xcom import XComModel
+from airflow.utils.session import create_session
+with create_session() as session:
+    row = session.query(XComModel).filter(XComModel.dag_id == "sms_test_kill", XComModel.run_id == run.run_id,
+                                          XComModel.key == "summary").one()
+    print("SUMMARY", json.dumps(row.value))
+"""
+
+
+def start_kill_dag(logical_date: str) -> subprocess.Popen[str]:
+    """Run ``sms_test_kill`` for ``logical_date`` (ISO, with its zone) in a new session, so that
+    ``os.killpg`` kills the whole task; its output (``RUN-STATE <state>``, ``SUMMARY <json>``)
+    is read with ``run_summary``."""
+    dags = os.environ["AIRFLOW__CORE__DAGS_FOLDER"]
+    return subprocess.Popen(
+        [sys.executable, "-c", KILL_DAG_RUNNER.format(dags=dags, root=str(ROOT), when=logical_date)],
+        env=os.environ.copy(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def run_summary(output: str) -> dict[str, Any]:
+    """The summary a ``start_kill_dag`` run printed."""
+    return dict(json.loads(next(line for line in output.splitlines() if line.startswith("SUMMARY "))[8:]))
 
 
 def ihuyi(server: SandboxServer, timeout: float = 5.0, password: str = IHUYI_PASSWORD) -> IhuyiClient:

@@ -52,6 +52,11 @@ def _flag(value: object) -> bool:
     raise PydanticCustomError("flag", "must be true or false")
 
 
+def _custom_error(kind: str, exc: Exception) -> PydanticCustomError:
+    """``exc``'s message as a validation error (pydantic would read its braces as placeholders)."""
+    return PydanticCustomError(kind, str(exc).replace("{", "(").replace("}", ")"))
+
+
 def _number(kind: str) -> Callable[[object], object]:
     """A number, or a numeric string as a template renders it; never a bool (``True`` is not 1 here)."""
 
@@ -217,7 +222,7 @@ class SendSettings(BaseModel):
         try:
             QuietHours.parse(value)
         except ValueError as exc:
-            raise PydanticCustomError("window", str(exc).replace("{", "(").replace("}", ")")) from None
+            raise _custom_error("window", exc) from None
         return value.strip()
 
     @field_validator("per")
@@ -226,7 +231,7 @@ class SendSettings(BaseModel):
         try:
             duration_seconds(value)
         except ValueError as exc:
-            raise PydanticCustomError("duration", str(exc).replace("{", "(").replace("}", ")")) from None
+            raise _custom_error("duration", exc) from None
         return value.strip()
 
     @field_validator("opt_out_pattern")

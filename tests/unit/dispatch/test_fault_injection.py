@@ -21,65 +21,39 @@ from typing import Any
 import pytest
 
 from airflow_provider_sms.sandbox.server import SandboxServer
-from tests.helpers import ROOT, control, deliveries, ihuyi_conn, run_dag, set_conn
+from tests.helpers import (
+    control,
+    delivered,
+    deliveries,
+    ihuyi_conn,
+    run_dag,
+    run_summary,
+    set_conn,
+    start_kill_dag,
+)
 from tests.pgserver import PostgresServer
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
-RUNNER = """
-import sys
-from datetime import datetime, timezone
-sys.path.insert(0, {dags!r})
-sys.path.insert(0, {root!r})
-from tests.airflow32 import keep_in_process_api_alive
-keep_in_process_api_alive()
-import importlib
-module = importlib.import_module("sms_test_dags")
-when = datetime(2026, 11, 20, tzinfo=timezone.utc)
-run = module.kill_dag.test(logical_date=when, run_after=when)
-print("RUN-STATE", run.state)
-import json
-from airflow.models.xcom import XComModel
-from airflow.utils.session import create_session
-with create_session() as session:
-    row = session.query(XComModel).filter(XComModel.dag_id == "sms_test_kill", XComModel.run_id == run.run_id,
-                                          XComModel.key == "summary").one()
-    print("SUMMARY", json.dumps(row.value))
-"""
-
-
-def sandbox_count(server: SandboxServer) -> int:
-    return int(control(server, "GET", "/_sandbox/deliveries/count")["total"])
-
-
-def run_kill_dag(dags: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-c", RUNNER.format(dags=dags, root=str(ROOT))],
-        env=os.environ.copy(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+KILL_DATE = "2026-11-20T00:00:00+00:00"
 
 
 def test_kill_9_mid_campaign_then_retry_texts_nobody_twice(connections: SandboxServer) -> None:
-    dags = os.environ["AIRFLOW__CORE__DAGS_FOLDER"]
     control(connections, "POST", "/_sandbox/faults", {"latency_ms": 40})
-    first = run_kill_dag(dags)
+    first = start_kill_dag(KILL_DATE)
     deadline = time.monotonic() + 120
-    while sandbox_count(connections) < 1500:
+    while delivered(connections) < 1500:
         assert first.poll() is None, first.stdout.read() if first.stdout else ""
         assert time.monotonic() < deadline, "the campaign never got going"
         time.sleep(0.05)
     os.killpg(first.pid, signal.SIGKILL)
     first.wait(30)
     assert first.returncode == -signal.SIGKILL
-    delivered_before = sandbox_count(connections)
+    delivered_before = delivered(connections)
     assert 1500 <= delivered_before < 5000
 
     control(connections, "POST", "/_sandbox/faults", {"latency_ms": 0})
-    second = run_kill_dag(dags)
+    second = start_kill_dag(KILL_DATE)
     output, _ = second.communicate(timeout=300)
     assert "RUN-STATE success" in output, output[-3000:]
 
@@ -91,7 +65,7 @@ def test_kill_9_mid_campaign_then_retry_texts_nobody_twice(connections: SandboxS
     # (committed with its next mark, which it waits for). At most concurrency x batch size: 4 x 10.
     most_unknown = 4 * 10
     assert len(missing) <= most_unknown
-    summary = json.loads(next(line for line in output.splitlines() if line.startswith("SUMMARY "))[8:])
+    summary = run_summary(output)
     # The second run took the dead try's claims over once its lease ran out (3 s): it reported what
     # was accepted before (by an earlier try of this task instance, or by another run of the campaign),
     # reported the unknown ones as ambiguous, and sent the rest. Nobody is left "held".
@@ -208,7 +182,7 @@ def test_account_frozen_mid_campaign(connections: SandboxServer, tmp_path: Path)
     control(connections, "POST", "/_sandbox/faults", {"latency_ms": 300})
 
     def freeze() -> None:
-        while sandbox_count(connections) < 1000:
+        while delivered(connections) < 1000:
             time.sleep(0.01)
         control(connections, "POST", "/_sandbox/accounts", {"ihuyi": {"frozen": True}})
 

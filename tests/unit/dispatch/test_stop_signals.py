@@ -6,12 +6,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import csv
-import json
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from datetime import datetime, timezone
@@ -24,7 +21,7 @@ from airflow_provider_sms.dispatch.engine import Campaign, CampaignOptions, stop
 from airflow_provider_sms.dispatch.recipients import Cleaner, rows_from_items
 from airflow_provider_sms.dispatch.senders import MmsSender
 from airflow_provider_sms.sandbox.server import SandboxServer
-from tests.helpers import ROOT, control, ihuyi, run_dag
+from tests.helpers import control, delivered, ihuyi, run_dag, run_summary, start_kill_dag
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
@@ -32,27 +29,6 @@ PROMPT = 0.2  # no new request may start later than this after the stop
 # A request that started in time reaches the sandbox's log a little later on a busy 2-core machine.
 SLACK = 0.1
 OUTCOMES = ("accepted", "rejected", "failed", "ambiguous", "skipped", "not_sent", "duplicate")
-
-RUNNER = """
-import json, sys
-from datetime import datetime, timezone
-sys.path.insert(0, {dags!r})
-sys.path.insert(0, {root!r})
-from tests.airflow32 import keep_in_process_api_alive
-keep_in_process_api_alive()
-import importlib
-module = importlib.import_module("sms_test_dags")
-when = datetime(2026, 11, 21, tzinfo=timezone.utc)
-print("STARTED", flush=True)
-run = module.kill_dag.test(logical_date=when, run_after=when)
-print("RUN-STATE", run.state)
-from airflow.models.xcom import XComModel
-from airflow.utils.session import create_session
-with create_session() as session:
-    row = session.query(XComModel).filter(XComModel.dag_id == "sms_test_kill", XComModel.run_id == run.run_id,
-                                          XComModel.key == "summary").one()
-    print("SUMMARY", json.dumps(row.value))
-"""
 
 
 def task_time(line: str) -> float:
@@ -64,10 +40,6 @@ def task_time(line: str) -> float:
 def requests_at(server: SandboxServer) -> list[float]:
     """When each gateway request reached the sandbox (wall clock)."""
     return [r["at"] for r in control(server, "GET", "/_sandbox/requests")["requests"]]
-
-
-def delivered(server: SandboxServer) -> int:
-    return int(control(server, "GET", "/_sandbox/deliveries/count")["total"])
 
 
 def open_leases(task: str) -> list[str]:
@@ -111,16 +83,8 @@ def test_execution_timeout_stops_the_campaign(
 def test_sigterm_stops_sending_within_the_kill_grace(connections: SandboxServer) -> None:
     # Airflow sends SIGTERM on "Mark failed", a kill from the UI or a worker shutdown, and SIGKILL
     # five seconds later: the campaign must stop sending at once and record everyone before that.
-    dags = os.environ["AIRFLOW__CORE__DAGS_FOLDER"]
     control(connections, "POST", "/_sandbox/faults", {"latency_ms": 40})
-    runner = subprocess.Popen(
-        [sys.executable, "-c", RUNNER.format(dags=dags, root=str(ROOT))],
-        env=os.environ.copy(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    runner = start_kill_dag("2026-11-21T00:00:00+00:00")
     try:
         deadline = time.monotonic() + 120
         while delivered(connections) < 1000:
@@ -140,7 +104,7 @@ def test_sigterm_stops_sending_within_the_kill_grace(connections: SandboxServer)
     # SIGKILL Airflow sends five seconds after SIGTERM.
     ended = next(line for line in output.splitlines() if "[DAG TEST] end task" in line)
     assert task_time(ended) - signalled < 5, output[-3000:]
-    summary = json.loads(next(line for line in output.splitlines() if line.startswith("SUMMARY "))[8:])
+    summary = run_summary(output)
     assert "SIGTERM" in summary["stopped"]
     assert sum(summary[k] for k in OUTCOMES) == summary["total"] == 5000
     count = delivered(connections)
