@@ -34,6 +34,15 @@ class InvalidInputError(SmsProviderError, ValueError):
     """Input refused before anything was sent (bad numbers, missing params, broken template...)."""
 
 
+class SourceUnavailableError(SmsProviderError):
+    """A source the send depends on (a suppression list) could not be reached: nothing was sent, and a
+    retry may get past it (a database restarting, a network fault)."""
+
+    @property
+    def retryable(self) -> bool:
+        return True
+
+
 class InsufficientBalanceError(SmsProviderError):
     """The balance guard found too little balance for the campaign; nothing was sent."""
 

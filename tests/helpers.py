@@ -103,6 +103,7 @@ class DagRunResult:
     tasks: dict[tuple[str, int], str]
     xcoms: dict[tuple[str, int, str], Any]
     rendered: dict[tuple[str, int], Any]
+    tries: dict[tuple[str, int], int]  # how many times each task ran
 
     def task(self, task_id: str, map_index: int = -1) -> str:
         return self.tasks[(task_id, map_index)]
@@ -137,14 +138,16 @@ def run_dag(dag_id: str, **kwargs: Any) -> DagRunResult:
         raise LookupError(dag_id)
     run = dag.test(**kwargs)
     with create_session() as session:
-        tasks = {(ti.task_id, ti.map_index): str(ti.state) for ti in run.get_task_instances(session=session)}
+        instances = run.get_task_instances(session=session)
+        tasks = {(ti.task_id, ti.map_index): str(ti.state) for ti in instances}
+        tries = {(ti.task_id, ti.map_index): int(ti.try_number) for ti in instances}
         rows = (
             session.query(XComModel).filter(XComModel.dag_id == dag_id, XComModel.run_id == run.run_id).all()
         )
         xcoms = {(r.task_id, r.map_index, r.key): r.value for r in rows}
         fields = session.query(Rtif).filter(Rtif.dag_id == dag_id, Rtif.run_id == run.run_id).all()
         rendered = {(r.task_id, r.map_index): r.rendered_fields for r in fields}
-    return DagRunResult(str(run.state), tasks, xcoms, rendered)
+    return DagRunResult(str(run.state), tasks, xcoms, rendered, tries)
 
 
 def force(

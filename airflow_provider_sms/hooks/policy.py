@@ -18,7 +18,7 @@ from airflow_provider_sms.dispatch.policy import (
     describe,
     duration_seconds,
 )
-from airflow_provider_sms.errors import InvalidInputError
+from airflow_provider_sms.errors import InvalidInputError, SourceUnavailableError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -148,9 +148,25 @@ def load_suppression(settings: SendSettings) -> SuppressionList | None:
     except InvalidInputError:
         raise
     except Exception as exc:  # a list that cannot be read must not mean "nobody is suppressed"
-        raise InvalidInputError(
-            f"the suppression list could not be read: {type(exc).__name__}: {exc}; nothing was sent"
-        ) from None
+        problem = f"the suppression list could not be read: {type(exc).__name__}: {exc}; nothing was sent"
+        if _fixed_only_by_hand(exc):
+            raise InvalidInputError(problem) from None
+        raise SourceUnavailableError(f"{problem} (a retry may get past it)") from None
+
+
+def _fixed_only_by_hand(exc: Exception) -> bool:
+    """A missing or undecodable file, or a query the database refused: retrying cannot help. Anything
+    else (a refused or dropped connection, a timeout, a locked database) may pass."""
+    if isinstance(exc, (FileNotFoundError, IsADirectoryError, UnicodeError, csv.Error)):
+        return True
+    # DB-API errors, whichever driver raised them (directly or wrapped by SQLAlchemy): a query the
+    # server refused is a ProgrammingError, or on SQLite an OperationalError naming the fault.
+    kinds = {type(exc).__name__, type(getattr(exc, "orig", None)).__name__}
+    if kinds & {"ProgrammingError", "DataError", "IntegrityError", "NotSupportedError"}:
+        return True
+    return "OperationalError" in kinds and any(
+        words in str(exc) for words in ("no such table", "no such column", "syntax error")
+    )
 
 
 def numbers_in_file(uri: str, encoding: str = "utf-8") -> Iterator[object]:

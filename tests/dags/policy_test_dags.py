@@ -53,6 +53,22 @@ with DAG(
         **POLICY,
     )
 
+with DAG(  # the same send with one retry at once: a failure that Airflow's retry may fix runs twice
+    "sms_test_policy_retry",
+    schedule=None,
+    start_date=datetime(2026, 1, 1),
+    render_template_as_native_obj=True,
+    default_args={"retries": 1, "retry_delay": timedelta(0)},
+) as policy_retry_dag:
+    SmsSendOperator(
+        task_id="send",
+        recipients="{{ dag_run.conf['recipients'] }}",
+        template_code="TPL_CODE",
+        template_params={"code": "1234"},
+        ledger_conn_id=LEDGER,
+        **POLICY,
+    )
+
 with DAG(
     "sms_test_policy_mms",
     schedule=None,

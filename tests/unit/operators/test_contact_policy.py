@@ -20,9 +20,11 @@ import pytest
 
 from airflow_provider_sms.dispatch.policy import AudienceGuard, QuietHours, SuppressionList, check_opt_out
 from airflow_provider_sms.dispatch.settings import SendSettings, send_settings
-from airflow_provider_sms.errors import InvalidInputError
+from airflow_provider_sms.errors import InvalidInputError, SourceUnavailableError
+from airflow_provider_sms.hooks.policy import load_suppression
 from airflow_provider_sms.sandbox.server import SandboxServer
 from tests.helpers import control, deliveries, raises, run_dag
+from tests.pgserver import free_port
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 HASH_KEY = "policy-test-hash-key-of-32-characters-or-more"
@@ -149,6 +151,46 @@ def test_suppression_from_a_sql_connection(
     state, summary = send(conf)
     assert state == "success" and (summary["suppressed"], summary["accepted"]) == (2, 4)
     assert NUMBERS[1] not in sent_numbers(connections) and NUMBERS[2] not in sent_numbers(connections)
+
+
+def test_a_suppression_database_that_is_down_fails_the_task_for_airflow_to_retry(
+    connections: SandboxServer, ledger_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = f"postgresql://crm:crm-password@127.0.0.1:{free_port()}/crm"  # nothing listens: refused
+    crm = {"conn_type": "generic", "extra": {"sqlalchemy_url": url}}
+    monkeypatch.setenv("AIRFLOW_CONN_CRM_DOWN", json.dumps(crm))
+    conf = {"recipients": NUMBERS, "suppression_conn_id": "crm_down", "suppression_sql": "SELECT 1"}
+    result = run_dag("sms_test_policy_retry", run_conf=conf)
+    assert result.task("send") == "failed" and result.tries[("send", -1)] == 2  # retried, as it may pass
+    assert deliveries(connections) == []  # an unread list never means "nobody is suppressed"
+    with raises(SourceUnavailableError, match="suppression list could not be read") as error:
+        load_suppression(send_settings({"suppression_conn_id": "crm_down", "suppression_sql": "SELECT 1"}))
+    assert error.value.retryable and "nothing was sent" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        {"suppression_uri": "file:///nonexistent/optouts.txt"},
+        {"suppression_conn_id": "crm", "suppression_sql": "SELECT phone FROM no_such_table"},
+    ],
+    ids=["missing file", "bad query"],
+)
+def test_a_suppression_source_only_a_person_can_fix_fails_without_retry(
+    source: dict[str, str],
+    connections: SandboxServer,
+    ledger_db: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    database = tmp_path / "crm.db"
+    sqlite3.connect(database).close()
+    monkeypatch.setenv("AIRFLOW_CONN_CRM", json.dumps({"conn_type": "sqlite", "host": str(database)}))
+    result = run_dag("sms_test_policy_retry", run_conf={"recipients": NUMBERS, **source})
+    assert result.task("send") == "failed" and result.tries[("send", -1)] == 1  # a retry cannot help
+    assert deliveries(connections) == []
+    with raises(InvalidInputError, match="suppression list could not be read"):
+        load_suppression(send_settings(source))
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
