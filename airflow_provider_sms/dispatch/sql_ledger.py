@@ -283,6 +283,7 @@ class SqlLedger:
         self._mark = update(e).where(self._ours, self._given, mine).values(status=SENDING)
 
     def pack(self, hashes: list[str]) -> Any:
+        """``hashes`` as the one parameter ``hashes`` of a statement built with ``among``."""
         return hashes if self.postgres else json.dumps(hashes)
 
     def by_hash(self, phones: Sequence[str]) -> dict[str, str]:
