@@ -36,38 +36,31 @@ POLICY = {
 }
 LEDGER = "sms_policy_ledger"  # each test points this connection at its own ledger database
 
-with DAG(
-    "sms_test_policy",
-    schedule=None,
-    start_date=datetime(2026, 1, 1),
-    render_template_as_native_obj=True,
-    default_args={"retries": 0},
-) as policy_dag:
-    SmsSendOperator(
-        task_id="send",
-        recipients="{{ dag_run.conf['recipients'] }}",
-        template_code="TPL_CODE",
-        template_params={"code": "1234"},
-        dry_run="{{ dag_run.conf.get('dry_run', False) }}",
-        ledger_conn_id=LEDGER,
-        **POLICY,
-    )
 
-with DAG(  # the same send with one retry at once: a failure that Airflow's retry may fix runs twice
-    "sms_test_policy_retry",
-    schedule=None,
-    start_date=datetime(2026, 1, 1),
-    render_template_as_native_obj=True,
-    default_args={"retries": 1, "retry_delay": timedelta(0)},
-) as policy_retry_dag:
-    SmsSendOperator(
-        task_id="send",
-        recipients="{{ dag_run.conf['recipients'] }}",
-        template_code="TPL_CODE",
-        template_params={"code": "1234"},
-        ledger_conn_id=LEDGER,
-        **POLICY,
-    )
+def _policy_dag(dag_id: str, default_args: dict[str, Any]) -> DAG:
+    """An SMS send whose policy settings come from the run's conf."""
+    with DAG(
+        dag_id,
+        schedule=None,
+        start_date=datetime(2026, 1, 1),
+        render_template_as_native_obj=True,
+        default_args=default_args,
+    ) as dag:
+        SmsSendOperator(
+            task_id="send",
+            recipients="{{ dag_run.conf['recipients'] }}",
+            template_code="TPL_CODE",
+            template_params={"code": "1234"},
+            dry_run="{{ dag_run.conf.get('dry_run', False) }}",
+            ledger_conn_id=LEDGER,
+            **POLICY,
+        )
+    return dag
+
+
+policy_dag = _policy_dag("sms_test_policy", {"retries": 0})
+# The same send with one retry at once: a failure that Airflow's retry may fix runs twice.
+policy_retry_dag = _policy_dag("sms_test_policy_retry", {"retries": 1, "retry_delay": timedelta(0)})
 
 with DAG(
     "sms_test_policy_mms",
