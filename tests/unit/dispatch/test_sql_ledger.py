@@ -44,9 +44,8 @@ from airflow_provider_sms.gateways.ihuyi import IhuyiClient
 from airflow_provider_sms.gateways.transport import HttpSettings
 from airflow_provider_sms.sandbox.accounts import IHUYI_ACCOUNT, IHUYI_PASSWORD
 from airflow_provider_sms.sandbox.server import SandboxServer
-from tests.helpers import control, deliveries, raises
+from tests.helpers import ROOT, control, delivered, deliveries, raises
 
-ROOT = Path(__file__).resolve().parents[3]
 HASH_KEY = "a-test-secret-of-more-than-32-characters"  # what a ledger connection's extra holds
 KEY = key_from_text(HASH_KEY, "test")
 TASK = "dag/send/run-1/-1"
@@ -660,10 +659,6 @@ def start_child(wait_for_go: bool = False, **args: Any) -> subprocess.Popen[str]
     )
 
 
-def delivered_count(gw: SandboxServer) -> int:
-    return int(control(gw, "GET", "/_sandbox/deliveries/count")["total"])
-
-
 def outcomes_in(report: Path) -> dict[str, str]:
     rows = list(csv.DictReader(report.open(encoding="utf-8")))
     by_number = {r["phone"]: r["outcome"] for r in rows}
@@ -682,7 +677,7 @@ def kill_mid_campaign(
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 60
-        while delivered_count(gw) < 1000:
+        while delivered(gw) < 1000:
             assert child.poll() is None, child.communicate()[1][-3000:]
             assert time.monotonic() < deadline, "the campaign never got going"
             time.sleep(0.02)

@@ -19,7 +19,7 @@ from airflow_provider_sms.errors import InvalidInputError
 from airflow_provider_sms.hooks.ihuyi import IhuyiHook
 from airflow_provider_sms.hooks.juncdt import JuncdtHook
 from airflow_provider_sms.sandbox.server import SandboxServer
-from tests.helpers import control, deliveries, raises
+from tests.helpers import ROOT, control, deliveries, raises
 
 
 def numbers(n: int, start: int = 0) -> list[str]:
@@ -306,9 +306,8 @@ def test_the_package_says_where_its_documentation_is() -> None:
     base, and the documentation it names is a file of this repository."""
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
-    root = Path(__file__).resolve().parents[3]
-    urls = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))["project"]["urls"]
+    urls = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["urls"]
     assert set(urls) == {"Homepage", "Documentation", "Source", "Changelog"}
     base = urls["Homepage"]
     assert all(url.startswith(base) for url in urls.values())
-    assert (root / urls["Documentation"].removeprefix(base + "/blob/main/")).is_file()
+    assert (ROOT / urls["Documentation"].removeprefix(base + "/blob/main/")).is_file()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_sms.sandbox.server import SandboxServer
-from tests.helpers import control, deliveries, force, raises, run_dag
+from tests.helpers import ROOT, control, deliveries, force, raises, run_dag
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
 
@@ -87,7 +87,7 @@ def test_no_example_dag_sends_on_a_schedule() -> None:
     """Unpausing an example must not text anyone: each one runs only when triggered."""
     import importlib.util
 
-    examples = Path(__file__).resolve().parents[3] / "example_dags"
+    examples = ROOT / "example_dags"
     schedules = {}
     for path in sorted(examples.glob("*.py")):
         spec = importlib.util.spec_from_file_location(f"example_{path.stem}", path)
