@@ -4,6 +4,9 @@ Requests are paced evenly (1/rate apart, no bursts), and a sliding window of the
 start times (one start per ``1/rate`` seconds below one per second) guards the bound itself, with a
 4% margin (40 ms) for the jitter between leaving the client and reaching the gateway (new
 connections, busy event loops): the achieved rate is about 96% of the limit.
+
+Both limiters can be held: when the gateway answers ``Retry-After``, no request of the campaign
+starts before that time, not only the retry of the request that got it.
 """
 
 from __future__ import annotations
@@ -42,7 +45,19 @@ class RateLimiter:
             starts.append(now)
             self._next = max(self._next, now - self.interval) + self.interval
 
+    def hold(self, seconds: float) -> None:
+        """Start no request for ``seconds`` (waiters already in ``acquire`` see it too)."""
+        self._next = max(self._next, time.monotonic() + seconds)
+
 
 class Unlimited:
+    def __init__(self) -> None:
+        self._until = 0.0
+
     async def acquire(self) -> None:
-        return None
+        while (wait := self._until - time.monotonic()) > 0:
+            await asyncio.sleep(wait)
+
+    def hold(self, seconds: float) -> None:
+        """Start no request for ``seconds``."""
+        self._until = max(self._until, time.monotonic() + seconds)

@@ -142,6 +142,24 @@ def test_the_retry_waits_as_long_as_retry_after_says(
     assert len(deliveries(connections)) == 1
 
 
+@pytest.mark.parametrize("requests_per_second", [None, 100.0])
+def test_a_retry_after_holds_every_request_not_only_the_one_that_got_it(
+    connections: SandboxServer, requests_per_second: float | None
+) -> None:
+    # Two requests at a time: once the 429 is back, the other worker must not go on sending the rest
+    # of the audience while the refused batch waits. Only a request already in flight may arrive.
+    faults = {"http_error_status": 429, "retry_after": "2", "http_error_times": 1}
+    control(connections, "POST", "/_sandbox/faults", faults)
+    settings = SendSettings(concurrency=2, numbers_per_request=1, requests_per_second=requests_per_second)
+    summary = send("juncdt", AUDIENCE, settings)
+    assert counts(summary) == {"accepted": 6}
+    arrivals = [r["at"] for r in sent_requests(connections, "juncdt")]
+    refused = arrivals[0]  # the sandbox's first request is the one it refused
+    during_the_wait = [at for at in arrivals[1:] if refused < at < refused + 1.9]
+    assert len(during_the_wait) <= 1, during_the_wait
+    assert sorted(d["number"] for d in deliveries(connections, "juncdt")) == AUDIENCE
+
+
 def test_a_retry_after_beyond_the_time_budget_fails_the_batch_now(connections: SandboxServer) -> None:
     # Each request may take 300 s in all (RetryPolicy.max_elapsed): an hour's wait is not worth it.
     faults = {"http_error_status": 429, "retry_after": "3600", "http_error_times": 1}
