@@ -1,5 +1,6 @@
 """The ledger's database as a user gives it (an Airflow connection, or a URL in its ``sqlalchemy_url``
 extra), turned into the SQLAlchemy URL the ledger opens, with its password registered as a secret.
+A suppression query's connection without an Airflow provider to read it is opened the same way.
 
 Imports stay light: SQLAlchemy's URL parser only; no database driver is imported here.
 """
@@ -27,7 +28,8 @@ BACKENDS = ("sqlite", "postgresql")
 
 
 class LedgerUrlError(ValueError):
-    """The ledger's database cannot be used as given; the message never quotes the URL."""
+    """The database cannot be used as given; the message never quotes the URL, nor says whose it is
+    (``ledger_url_from_connection`` names the connection and what it is for)."""
 
 
 def installed_postgres_driver() -> str | None:
@@ -46,7 +48,7 @@ def postgres_drivername() -> str:
     driver = installed_postgres_driver()
     if driver is None:
         raise LedgerUrlError(
-            "a PostgreSQL ledger needs a driver and none is installed: "
+            "PostgreSQL needs a driver and none is installed: "
             "pip install 'airflow-provider-sms[postgres]' (psycopg2) on every worker, or install psycopg"
         )
     return f"postgresql+{driver}"
@@ -63,7 +65,7 @@ def parse(given: str) -> URL:
         url = None
     if url is None:
         raise LedgerUrlError(
-            "the ledger's sqlalchemy_url is not a URL SQLAlchemy can read (expected "
+            "its sqlalchemy_url is not a URL SQLAlchemy can read (expected "
             "postgresql://user:password@host:port/database or sqlite:////absolute/path.db); "
             "characters such as / @ : # ? % in the user or password must be percent-encoded (/ as %2F)"
         )
@@ -71,7 +73,7 @@ def parse(given: str) -> URL:
         # An unencoded @ in the password: the password's end would be taken for the host name, and the
         # driver's "could not translate host name" would show it.
         raise LedgerUrlError(
-            "the ledger's sqlalchemy_url has an @ in its host name: an @ in the user or password must "
+            "its sqlalchemy_url has an @ in its host name: an @ in the user or password must "
             "be percent-encoded as %40"
         )
     return url
@@ -100,16 +102,17 @@ def ledger_url(given: str) -> str:
     if dialect == "postgres":  # SQLAlchemy dropped this alias; Airflow's URI connections still use it
         dialect = "postgresql"
     if dialect not in BACKENDS:
-        raise LedgerUrlError(f"the SMS ledger supports SQLite and PostgreSQL, not {dialect!r}")
+        raise LedgerUrlError(f"only SQLite and PostgreSQL URLs can be opened, not {dialect!r}")
     if dialect == "postgresql":
         url = url.set(drivername=f"{dialect}+{driver}" if driver else postgres_drivername())
     return url.render_as_string(hide_password=False)
 
 
-def ledger_url_from_connection(conn_id: str, conn: Connection) -> str:
+def ledger_url_from_connection(conn_id: str, conn: Connection, *, role: str = "ledger") -> str:
     """SQLAlchemy URL of a ledger connection: postgres, sqlite, or a PostgreSQL/SQLite ``sqlalchemy_url``
     extra (the ledger's claim relies on their ``INSERT ... ON CONFLICT``). A PostgreSQL URL without a
-    driver gets the installed one (above); the password is masked."""
+    driver gets the installed one (above); the password is masked. ``role`` names the connection in
+    errors: a user who set only a suppression query must not read of a ledger."""
     from airflow.sdk.log import mask_secret
     from sqlalchemy.engine import URL
 
@@ -122,9 +125,10 @@ def ledger_url_from_connection(conn_id: str, conn: Connection) -> str:
         if conn.conn_type == "sqlite":
             return ledger_url(f"sqlite:///{conn.host}")
         if conn.conn_type not in ("postgres", "postgresql"):
+            other = "" if role == "ledger" else ", or install the Airflow provider of that database"
             raise InvalidInputError(
-                f"ledger connection {conn_id!r} of type {conn.conn_type!r} is not supported; "
-                "use postgres or sqlite, or set extra 'sqlalchemy_url' to a PostgreSQL or SQLite URL"
+                f"{role} connection {conn_id!r} of type {conn.conn_type!r} is not supported; use postgres "
+                f"or sqlite, or set extra 'sqlalchemy_url' to a PostgreSQL or SQLite URL{other}"
             )
         url = URL.create(
             postgres_drivername(),
@@ -135,6 +139,6 @@ def ledger_url_from_connection(conn_id: str, conn: Connection) -> str:
             database=conn.schema,
         )
     except LedgerUrlError as exc:
-        raise InvalidInputError(f"ledger connection {conn_id!r}: {exc}") from None
+        raise InvalidInputError(f"{role} connection {conn_id!r}: {exc}") from None
     mask(url)  # the password as the URL writes it (percent-encoded), not only as the connection holds it
     return url.render_as_string(hide_password=False)

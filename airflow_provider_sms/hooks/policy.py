@@ -216,7 +216,8 @@ def numbers_from_sql(conn_id: str, sql: str) -> Iterator[object]:
 
     from airflow_provider_sms.ledger_url import ledger_url_from_connection
 
-    engine = create_engine(ledger_url_from_connection(conn_id, conn), hide_parameters=True)
+    url = ledger_url_from_connection(conn_id, conn, role="suppression list")
+    engine = create_engine(url, hide_parameters=True)
     try:
         with engine.connect() as db:
             result = db.execution_options(stream_results=True).execute(text(sql))

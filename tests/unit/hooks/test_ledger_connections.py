@@ -168,7 +168,7 @@ def test_the_url_the_ledger_opens(given: str, expected: str) -> None:
 @pytest.mark.parametrize(
     ("given", "error"),
     [
-        ("mysql://u:pw@db/sms", "supports SQLite and PostgreSQL, not 'mysql'"),
+        ("mysql://u:pw@db/sms", "SQLite and PostgreSQL URLs can be opened, not 'mysql'"),
         ("postgresql://u:pw@db:port/sms", "not a URL SQLAlchemy can read"),
         ("not a url", "not a URL SQLAlchemy can read"),
     ],

@@ -193,6 +193,26 @@ def test_a_suppression_source_only_a_person_can_fix_fails_without_retry(
         load_suppression(send_settings(source))
 
 
+@pytest.mark.parametrize(
+    ("crm", "error"),
+    [
+        ({"conn_type": "generic", "host": "crm.internal"}, "of type 'generic' is not supported"),
+        ({"conn_type": "generic", "extra": {"sqlalchemy_url": "mysql://u:pw@crm/db"}}, "not 'mysql'"),
+    ],
+    ids=["no provider, no URL", "a URL of another database"],
+)
+def test_a_suppression_connection_that_cannot_be_read_is_named_as_such(
+    crm: dict[str, Any], error: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The error names the suppression list's connection, not the ledger the user may never have set.
+    monkeypatch.setenv("AIRFLOW_CONN_CRM_ODD", json.dumps(crm))
+    source = {"suppression_conn_id": "crm_odd", "suppression_sql": "SELECT phone FROM optouts"}
+    with raises(InvalidInputError, match=error) as caught:
+        load_suppression(send_settings(source))
+    assert str(caught.value).startswith("suppression list connection 'crm_odd'")
+    assert "ledger" not in str(caught.value)
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_the_ledger_suppression_table(
     backend: str,
