@@ -161,3 +161,26 @@ async def test_requests_hanging_past_the_grace_end_ambiguous(gw: SandboxServer) 
     assert summary.counts["ambiguous"] > 0, (summary.counts, summary.reasons, summary.stopped)
     assert summary.total == 2000
     assert sum(summary.counts.values()) == 2000
+
+
+async def test_a_campaign_held_by_retry_after_stops_at_once(gw: SandboxServer) -> None:
+    # The gateway asked for a minute's pause (429 + Retry-After): every worker waits, none in flight.
+    # A stop must not wait out that minute, and the numbers held back end not_sent.
+    faults = {"http_error_status": 429, "retry_after": "60", "http_error_times": 1}
+    control(gw, "POST", "/_sandbox/faults", faults)
+    sender = MmsSender(ihuyi(gw), "1001", pid=1, send_time="", numbers_per_request=10)
+    audience = [f"136{i:08d}" for i in range(400)]
+    options = CampaignOptions(concurrency=4, stop_grace=0.3)
+    campaign = Campaign(sender, lambda: rows_from_items(audience), lambda: Cleaner(use_params=False), options)
+    task = asyncio.ensure_future(campaign.run())
+    while not control(gw, "GET", "/_sandbox/requests")["requests"]:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.5)  # the 429 is back and the hold has begun
+    began = time.monotonic()
+    campaign.request_stop("stop now")
+    summary = await asyncio.wait_for(task, 5)
+    assert time.monotonic() - began < 0.3 + 1.0
+    assert summary.total == 400 and sum(summary.counts.values()) == 400
+    assert summary.counts["accepted"] <= 30  # the three requests in flight with the refused one
+    assert summary.counts["not_sent"] >= 370
+    assert delivered(gw) == summary.counts["accepted"]
