@@ -247,26 +247,21 @@ class SqlLedger:
             given = func.unnest(array).column_valued("phone")
             # among(column): the column is one of the hashes given (the one parameter 'hashes')
             self.among: Callable[[Any], Any] = lambda column: column == any_(array)
-            insert: Any = postgresql.insert(e)
+            self._dialect_insert: Callable[[Table], Any] = postgresql.insert
         else:
             from sqlalchemy.dialects import sqlite
 
             given = func.json_each(bindparam("hashes", type_=String)).table_valued("value").c.value
             self.among = lambda column: column.in_(select(given).scalar_subquery())
-            insert = sqlite.insert(e)
+            self._dialect_insert = sqlite.insert
+        self._hashes_given = given
         self._given = self.among(e.c.phone)
         blank, now = literal("", String), bindparam("now", type_=Float)
-        # WHERE true: without it SQLite would read ON CONFLICT as the ON of a join.
-        source = select(
-            given, literal(self.campaign, String), literal(CLAIMED, String), literal(self.owner, String),
-            blank, blank, blank, now,
-        ).where(true())  # fmt: skip
-        if self.postgres:  # concurrent claimers lock rows in one order: no deadlock
-            source = source.order_by(given)
-        names = ["phone", "campaign", "status", "owner", "code", "message", "gateway_id", "updated_at"]
-        self._insert = insert.from_select(names, source).on_conflict_do_nothing(
-            index_elements=["phone", "campaign"]
-        )
+        self._insert = self.insert_new(
+            e,
+            campaign=literal(self.campaign, String), status=literal(CLAIMED, String),
+            owner=literal(self.owner, String), code=blank, message=blank, gateway_id=blank, updated_at=now,
+        )  # fmt: skip
         self._ours = and_(e.c.campaign == self.campaign, e.c.owner == self.owner)
         self._record = (
             update(e)
@@ -281,6 +276,18 @@ class SqlLedger:
         )
         mine = or_(e.c.status == CLAIMED, e.c.status == SENDING)  # updated_at stays the claim's
         self._mark = update(e).where(self._ours, self._given, mine).values(status=SENDING)
+
+    def insert_new(self, table: Table, **values: Any) -> Any:
+        """INSERT into ``table`` a row per hash of the parameter ``hashes`` (its column ``phone``, the
+        rest ``values``), leaving the rows already there alone: the rowcount is how many were new."""
+        given = self._hashes_given
+        # WHERE true: without it SQLite would read ON CONFLICT as the ON of a join.
+        source = select(given, *values.values()).where(true())
+        if self.postgres:  # concurrent inserts lock rows in one order: no deadlock
+            source = source.order_by(given)
+        keys = [column.name for column in table.primary_key.columns]
+        insert = self._dialect_insert(table).from_select(["phone", *values], source)
+        return insert.on_conflict_do_nothing(index_elements=keys)
 
     def pack(self, hashes: list[str]) -> Any:
         """``hashes`` as the one parameter ``hashes`` of a statement built with ``among``."""

@@ -6,9 +6,9 @@ uses that ledger, added to by ``SmsLedgerHook.add_suppressions``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Column, Float, String, Table, func, select
+from sqlalchemy import Column, Float, String, Table, literal, select
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -41,23 +41,11 @@ class SuppressionTable:
         return {by_hash[h] for h in rows}
 
     async def add(self, phones: Sequence[str], reason: str = "") -> int:
-        """Add ``phones`` (normalised); returns how many were new."""
-        now = self.ledger.clock()
-        rows = [{"phone": h, "reason": reason[:64], "added_at": now} for h in self.ledger.by_hash(phones)]
-        if not rows:
+        """Add ``phones`` (normalised) in one statement; returns how many were new."""
+        hashes = list(self.ledger.by_hash(phones))
+        if not hashes:
             return 0
-        insert: Any
-        if self.ledger.postgres:
-            from sqlalchemy.dialects import postgresql
-
-            insert = postgresql.insert(self.table)
-        else:
-            from sqlalchemy.dialects import sqlite
-
-            insert = sqlite.insert(self.table)
-        statement = insert.on_conflict_do_nothing(index_elements=["phone"])
-        count = select(func.count()).select_from(self.table)
-        before = await self.ledger.run(lambda conn: conn.execute(count).scalar_one())
-        await self.ledger.run(lambda conn: conn.execute(statement, rows))
-        after = await self.ledger.run(lambda conn: conn.execute(count).scalar_one())
-        return int(after) - int(before)
+        values = {"reason": literal(reason[:64], String), "added_at": literal(self.ledger.clock(), Float)}
+        statement = self.ledger.insert_new(self.table, **values)
+        given = {"hashes": self.ledger.pack(hashes)}
+        return int(await self.ledger.run(lambda conn: conn.execute(statement, given).rowcount))
