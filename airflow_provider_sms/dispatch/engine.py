@@ -520,8 +520,8 @@ class Campaign:
             spent = time.monotonic() - started
             if state.attempts >= policy.max_attempts or spent + delay > policy.max_elapsed:
                 return self._unsent(Outcome.FAILED, last, state)
-            if retry_after:  # the gateway asked the campaign, not this request, to wait
-                self.limiter.hold(retry_after)
+            if retry_after and self.limiter.hold(retry_after):  # asked of the campaign, not this request
+                self.log.warning("Holding every request for %.0f s: %s", retry_after, last[1])
             await asyncio.sleep(delay)
 
     @staticmethod

@@ -45,9 +45,12 @@ class RateLimiter:
             starts.append(now)
             self._next = max(self._next, now - self.interval) + self.interval
 
-    def hold(self, seconds: float) -> None:
-        """Start no request for ``seconds`` (waiters already in ``acquire`` see it too)."""
-        self._next = max(self._next, time.monotonic() + seconds)
+    def hold(self, seconds: float) -> bool:
+        """Start no request for ``seconds`` (waiters already in ``acquire`` see it too); True when
+        this ends later than the hold (or pacing) already in place."""
+        until = time.monotonic() + seconds
+        longer, self._next = until > self._next, max(self._next, until)
+        return longer
 
 
 class Unlimited:
@@ -58,6 +61,8 @@ class Unlimited:
         while (wait := self._until - time.monotonic()) > 0:
             await asyncio.sleep(wait)
 
-    def hold(self, seconds: float) -> None:
-        """Start no request for ``seconds``."""
-        self._until = max(self._until, time.monotonic() + seconds)
+    def hold(self, seconds: float) -> bool:
+        """Start no request for ``seconds``; True when this ends later than the hold in place."""
+        until = time.monotonic() + seconds
+        longer, self._until = until > self._until, max(self._until, until)
+        return longer

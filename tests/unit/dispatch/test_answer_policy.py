@@ -144,7 +144,7 @@ def test_the_retry_waits_as_long_as_retry_after_says(
 
 @pytest.mark.parametrize("requests_per_second", [None, 100.0])
 def test_a_retry_after_holds_every_request_not_only_the_one_that_got_it(
-    connections: SandboxServer, requests_per_second: float | None
+    connections: SandboxServer, requests_per_second: float | None, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Two requests at a time: once the 429 is back, the other worker must not go on sending the rest
     # of the audience while the refused batch waits. Only a request already in flight may arrive.
@@ -158,6 +158,9 @@ def test_a_retry_after_holds_every_request_not_only_the_one_that_got_it(
     during_the_wait = [at for at in arrivals[1:] if refused < at < refused + 1.9]
     assert len(during_the_wait) <= 1, during_the_wait
     assert sorted(d["number"] for d in deliveries(connections, "juncdt")) == AUDIENCE
+    log = capsys.readouterr().out  # where the hooks' task loggers write
+    said = [line for line in log.splitlines() if "Holding every request" in line]
+    assert len(said) == 1 and "for 2 s: juncdt sendMessage: HTTP 429 from gateway, asked to retry" in said[0]
 
 
 def test_a_retry_after_beyond_the_time_budget_fails_the_batch_now(connections: SandboxServer) -> None:
