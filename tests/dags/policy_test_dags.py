@@ -37,15 +37,21 @@ POLICY = {
 LEDGER = "sms_policy_ledger"  # each test points this connection at its own ledger database
 
 
-def _policy_dag(dag_id: str, default_args: dict[str, Any]) -> DAG:
-    """An SMS send whose policy settings come from the run's conf."""
-    with DAG(
+def _dag(dag_id: str, *, native: bool = True, **default_args: Any) -> DAG:
+    """A DAG the tests trigger by hand, no retries unless given; ``native``: templates render to Python
+    objects."""
+    return DAG(
         dag_id,
         schedule=None,
         start_date=datetime(2026, 1, 1),
-        render_template_as_native_obj=True,
-        default_args=default_args,
-    ) as dag:
+        render_template_as_native_obj=native,
+        default_args={"retries": 0, **default_args},
+    )
+
+
+def _policy_dag(dag_id: str, **default_args: Any) -> DAG:
+    """An SMS send whose policy settings come from the run's conf."""
+    with _dag(dag_id, **default_args) as dag:
         SmsSendOperator(
             task_id="send",
             recipients="{{ dag_run.conf['recipients'] }}",
@@ -58,17 +64,11 @@ def _policy_dag(dag_id: str, default_args: dict[str, Any]) -> DAG:
     return dag
 
 
-policy_dag = _policy_dag("sms_test_policy", {"retries": 0})
+policy_dag = _policy_dag("sms_test_policy")
 # The same send with one retry at once: a failure that Airflow's retry may fix runs twice.
-policy_retry_dag = _policy_dag("sms_test_policy_retry", {"retries": 1, "retry_delay": timedelta(0)})
+policy_retry_dag = _policy_dag("sms_test_policy_retry", retries=1, retry_delay=timedelta(0))
 
-with DAG(
-    "sms_test_policy_mms",
-    schedule=None,
-    start_date=datetime(2026, 1, 1),
-    render_template_as_native_obj=True,
-    default_args={"retries": 0},
-) as policy_mms_dag:
+with _dag("sms_test_policy_mms") as policy_mms_dag:
     MmsSendOperator(
         task_id="send",
         recipients="{{ dag_run.conf['mobiles'] }}",
@@ -86,7 +86,7 @@ TEXTS = {
     "sms_test_policy_verification": ("verification", "您的验证码${code}"),
 }
 for _dag_id, (_purpose, _text) in TEXTS.items():
-    with DAG(_dag_id, schedule=None, start_date=datetime(2026, 1, 1), default_args={"retries": 0}) as _dag:
+    with _dag(_dag_id, native=False) as _text_dag:
         SmsSendOperator(
             task_id="send",
             recipients="{{ dag_run.conf['recipients'] | join(',') }}",
@@ -96,7 +96,7 @@ for _dag_id, (_purpose, _text) in TEXTS.items():
             purpose=_purpose,
             ledger_conn_id=LEDGER,
         )
-    globals()[_dag_id] = _dag  # a module-level name, as the DAG processor and the tests find DAGs
+    globals()[_dag_id] = _text_dag  # a module-level name, as the DAG processor and the tests find DAGs
 
 
 @task(task_id="window")
@@ -109,13 +109,7 @@ def quiet_window(**context: Any) -> str:
     return f"{opens:%H:%M:%S}-{closes:%H:%M:%S}"
 
 
-with DAG(
-    "sms_test_quiet_hours",
-    schedule=None,
-    start_date=datetime(2026, 1, 1),
-    render_template_as_native_obj=True,
-    default_args={"retries": 0},
-) as quiet_hours_dag:
+with _dag("sms_test_quiet_hours") as quiet_hours_dag:
     quiet_window() >> MmsSendOperator(
         task_id="send",
         recipients="{{ dag_run.conf['mobiles'] }}",
