@@ -17,7 +17,20 @@ import time
 from collections import deque
 
 
-class RateLimiter:
+class _Holdable:
+    """``_next``: the earliest time (monotonic) the next request may start."""
+
+    _next = 0.0
+
+    def hold(self, seconds: float) -> bool:
+        """Start no request for ``seconds`` (waiters already in ``acquire`` see it too); True when
+        this ends later than the hold (or pacing) already in place."""
+        until = time.monotonic() + seconds
+        longer, self._next = until > self._next, max(self._next, until)
+        return longer
+
+
+class RateLimiter(_Holdable):
     def __init__(self, per_second: float, *, margin: float = 0.04) -> None:
         if per_second <= 0:
             raise ValueError("requests_per_second must be positive")
@@ -25,7 +38,6 @@ class RateLimiter:
         # Below one request per second the window is the interval: one request per 1/rate seconds.
         self.window = max(1.0, self.interval) + margin
         self._starts: deque[float] = deque(maxlen=max(1, math.floor(per_second)))
-        self._next = 0.0
         self._lock = asyncio.Lock()
 
     async def acquire(self) -> None:
@@ -45,24 +57,8 @@ class RateLimiter:
             starts.append(now)
             self._next = max(self._next, now - self.interval) + self.interval
 
-    def hold(self, seconds: float) -> bool:
-        """Start no request for ``seconds`` (waiters already in ``acquire`` see it too); True when
-        this ends later than the hold (or pacing) already in place."""
-        until = time.monotonic() + seconds
-        longer, self._next = until > self._next, max(self._next, until)
-        return longer
 
-
-class Unlimited:
-    def __init__(self) -> None:
-        self._until = 0.0
-
+class Unlimited(_Holdable):
     async def acquire(self) -> None:
-        while (wait := self._until - time.monotonic()) > 0:
+        while (wait := self._next - time.monotonic()) > 0:
             await asyncio.sleep(wait)
-
-    def hold(self, seconds: float) -> bool:
-        """Start no request for ``seconds``; True when this ends later than the hold in place."""
-        until = time.monotonic() + seconds
-        longer, self._until = until > self._until, max(self._until, until)
-        return longer
